@@ -1,0 +1,74 @@
+"""Test-session fixtures: the real ComfyUI host, a real server, and the pack loaded in-process.
+
+Path order matters: ComfyUI's own top-level modules (``nodes``, ``utils``, ``comfy``) must win
+over this repo's ``nodes/`` package, so the ComfyUI tree goes first and the repo root last.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+import comfy_host  # noqa: E402  (needs the path above)
+
+try:
+    HOST = comfy_host.host_paths()
+except comfy_host.HostNotSetUp as err:  # a clear stop, not a cascade of import errors
+    raise pytest.UsageError(str(err)) from err
+
+COMFYUI_DIR = Path(HOST["COMFYUI_DIR"])
+sys.path.insert(1, str(COMFYUI_DIR))
+sys.path.append(str(REPO))
+
+# In-process node tests import comfy.model_management, which probes for a GPU at import time;
+# behave like `main.py --cpu`, as the test server does.
+import comfy.cli_args  # noqa: E402
+
+comfy.cli_args.args.cpu = True
+
+PACK_MODULE_NAME = "recapture_pack_under_test"
+
+
+@pytest.fixture(scope="session")
+def comfyui_dir() -> Path:
+    return COMFYUI_DIR
+
+
+@pytest.fixture(scope="session")
+def pack():
+    """The pack imported in-process the way ComfyUI imports a custom node folder."""
+    if PACK_MODULE_NAME in sys.modules:
+        return sys.modules[PACK_MODULE_NAME]
+    spec = importlib.util.spec_from_file_location(PACK_MODULE_NAME, REPO / "__init__.py",
+                                                  submodule_search_locations=[str(REPO)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK_MODULE_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def server_base_dir(tmp_path_factory) -> Path:
+    """A fresh ComfyUI base directory for the test session: custom_nodes/recapture -> this repo."""
+    return comfy_host.make_base_directory(tmp_path_factory.mktemp("comfy_base"))
+
+
+@pytest.fixture(scope="session")
+def comfy_server(server_base_dir):
+    """One real ComfyUI server for the whole session (CPU, 127.0.0.1, a free port)."""
+    server = comfy_host.ComfyServer(comfy_dir=COMFYUI_DIR, base_dir=server_base_dir, python=sys.executable)
+    server.start(timeout_s=float(os.environ.get("RECAPTURE_SERVER_TIMEOUT", "180")))
+    try:
+        yield server
+    finally:
+        server.stop()
+        # Keep the log where a failing CI run shows it.
+        log_copy = REPO / ".host" / "last-test-server.log"
+        log_copy.parent.mkdir(exist_ok=True)
+        log_copy.write_text(server.log_text())
