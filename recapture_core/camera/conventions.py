@@ -1,0 +1,59 @@
+"""The camera conventions of the pack, stated once.
+
+Axes (OpenCV): x right, y down, z forward (the optical axis). A pose is a 4x4 rigid transform.
+
+CameraTrajectory.target_to_source[i]  ``[4, 4]``
+    The pose of the *target* camera of output frame i in the coordinates of the *source* camera
+    of frame i (camera-to-source-camera, "camera-to-world" with the source camera as the world).
+    A point ``X_t`` in target-camera coordinates is ``X_s = T @ X_t`` in source coordinates.
+    ReCapture estimates depth per frame, so the source camera of every frame is its own origin:
+    the identity pose means "film frame i from where it was filmed".
+
+Intrinsics are stored resolution-free, assuming square pixels unless a file says otherwise:
+    ``(fx / W, fy / W, cx / W, cy / H)`` for an image W pixels wide and H high. The horizontal
+    field of view ``hfov`` gives ``fx / W = 1 / (2 tan(hfov / 2))``.
+
+Translations of presets and keyframes are in *subject distances*: 1.0 = the distance from the
+source camera to the pivot (the subject), so one preset works for metric depth, relative depth
+and disparity alike.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+#: Camera-axis flip between OpenCV (x right, y down, z forward) and OpenGL / NeRF
+#: (x right, y up, z backward). It is its own inverse.
+OPENCV_FROM_OPENGL = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
+
+DEFAULT_HFOV_DEG = 60.0
+
+
+def normalized_intrinsics_from_hfov(hfov_deg: float, principal_point: tuple[float, float] = (0.5, 0.5)) -> torch.Tensor:
+    """Resolution-free intrinsics ``[4]`` = (fx/W, fy/W, cx/W, cy/H) for a horizontal field of view."""
+    if not 0.0 < hfov_deg < 180.0:
+        raise ValueError(f"horizontal field of view must lie in (0, 180) degrees, got {hfov_deg}")
+    focal = 1.0 / (2.0 * math.tan(math.radians(hfov_deg) / 2.0))
+    return torch.tensor([focal, focal, principal_point[0], principal_point[1]], dtype=torch.float64)
+
+
+def hfov_deg_from_normalized(intrinsics: torch.Tensor) -> torch.Tensor:
+    """Horizontal field of view in degrees of normalised intrinsics ``[..., 4]``."""
+    return torch.rad2deg(2.0 * torch.atan(0.5 / intrinsics[..., 0]))
+
+
+def intrinsics_matrix(intrinsics: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Pixel intrinsics ``[..., 3, 3]`` from normalised intrinsics ``[..., 4]`` for a W x H image."""
+    fx = intrinsics[..., 0] * width
+    fy = intrinsics[..., 1] * width
+    cx = intrinsics[..., 2] * width
+    cy = intrinsics[..., 3] * height
+    K = torch.zeros(*intrinsics.shape[:-1], 3, 3, dtype=intrinsics.dtype, device=intrinsics.device)
+    K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2], K[..., 2, 2] = fx, fy, cx, cy, 1.0
+    return K
+
+
+def normalized_from_matrix(K: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Inverse of :func:`intrinsics_matrix`: ``[..., 3, 3]`` pixel intrinsics to ``[..., 4]``."""
+    return torch.stack([K[..., 0, 0] / width, K[..., 1, 1] / width, K[..., 0, 2] / width, K[..., 1, 2] / height], -1)

@@ -1,0 +1,352 @@
+"""Camera files: our own JSON, NeRF-style transforms.json and COLMAP text, in and out.
+
+Import: a file holds absolute poses; by default its **first pose is the source camera** and
+every pose is made relative to it (a file that starts where the video was filmed, then moves).
+With ``reference="file world is the source camera"`` the file's world frame is taken as the
+source camera instead (what our own exports write, so any trajectory round-trips exactly).
+Translations are multiplied by ``translation_scale`` to bring them into the depth's units.
+
+Export: world = the source camera. NeRF files use OpenGL axes (x right, y up, z backward) for
+both world and cameras; COLMAP and our JSON use OpenCV axes. Our JSON keeps everything
+(intrinsics per frame, subject distance, label) and round-trips bit-exactly.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
+
+from ..errors import ReCaptureInputError
+from ..paths import atomic_write_text, unused_path
+from .conventions import OPENCV_FROM_OPENGL
+from .poses import invert_pose, make_pose
+from .trajectory import CameraTrajectory
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("recapture json", "nerf transforms.json", "colmap text")
+REFERENCES = ("first pose is the source camera", "file world is the source camera")
+JSON_FORMAT_ID = "recapture.camera_trajectory"
+JSON_VERSION = 1
+_INTRINSIC_KEYS = ("fx_over_width", "fy_over_width", "cx_over_width", "cy_over_height")
+
+
+@dataclass(frozen=True)
+class AbsoluteCameras:
+    """Cameras as a file gives them, already in OpenCV camera axes.
+
+    camera_to_world ``[F, 4, 4]``, intrinsics ``[F, 4]`` (normalised), source_intrinsics ``[4]``.
+    """
+
+    camera_to_world: torch.Tensor
+    intrinsics: torch.Tensor
+    source_intrinsics: torch.Tensor
+    image_size: tuple[int, int] | None
+
+
+def _fail(problem: str, fix: str = "Check the file, or export it again.") -> ReCaptureInputError:
+    return ReCaptureInputError("file", problem, fix)
+
+
+def _matrix(value, where: str) -> torch.Tensor:
+    try:
+        tensor = torch.tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError):
+        raise _fail(f"{where} is not a 4x4 matrix of numbers") from None
+    if tensor.shape != (4, 4):
+        raise _fail(f"{where} must be 4x4, got shape {list(tensor.shape)}")
+    return tensor
+
+
+def _number(mapping: dict, key: str, where: str) -> float:
+    if key not in mapping:
+        raise _fail(f"{where} has no {key!r}")
+    try:
+        return float(mapping[key])
+    except (TypeError, ValueError):
+        raise _fail(f"{where}: {key} = {mapping[key]!r} is not a number") from None
+
+
+# --- our own JSON ---------------------------------------------------------------------------
+def to_recapture_json(trajectory: CameraTrajectory) -> dict:
+    """Our versioned schema: relative poses (target-to-source, OpenCV) and normalised intrinsics."""
+    return {
+        "format": JSON_FORMAT_ID,
+        "version": JSON_VERSION,
+        "convention": "opencv",
+        "pose": "target_to_source",
+        "intrinsics": "normalized: fx/width, fy/width, cx/width, cy/height",
+        "label": trajectory.label,
+        "subject_distance": trajectory.subject_distance,
+        "image_size": list(trajectory.image_size) if trajectory.image_size else None,
+        "source_intrinsics": dict(zip(_INTRINSIC_KEYS, trajectory.source_intrinsics.tolist())),
+        "frames": [
+            {"target_to_source": pose.tolist(), "intrinsics": dict(zip(_INTRINSIC_KEYS, intr.tolist()))}
+            for pose, intr in zip(trajectory.target_to_source, trajectory.target_intrinsics)
+        ],
+    }
+
+
+def from_recapture_json(data: dict, translation_scale: float = 1.0) -> CameraTrajectory:
+    if data.get("format") != JSON_FORMAT_ID:
+        raise _fail(f"is not a ReCapture camera file (format = {data.get('format')!r})",
+                    "Choose the matching format, or 'auto'.")
+    if data.get("version") != JSON_VERSION:
+        raise _fail(f"has schema version {data.get('version')!r}; this pack reads version {JSON_VERSION}",
+                    "Export it again with this version of the pack.")
+    convention = data.get("convention")
+    if convention not in ("opencv", "opengl"):
+        raise _fail(f"has unknown convention {convention!r}", "Use 'opencv' (x right, y down, z forward) or 'opengl'.")
+    frames = data.get("frames")
+    if not isinstance(frames, list) or not frames:
+        raise _fail("has no frames")
+    poses = torch.stack([_matrix(f.get("target_to_source"), f"frame {i} target_to_source") for i, f in enumerate(frames)])
+    if convention == "opengl":
+        poses = OPENCV_FROM_OPENGL @ poses @ OPENCV_FROM_OPENGL
+    intr = torch.tensor([[_number(f.get("intrinsics", {}), k, f"frame {i} intrinsics") for k in _INTRINSIC_KEYS]
+                         for i, f in enumerate(frames)], dtype=torch.float64)
+    src = torch.tensor([_number(data.get("source_intrinsics", {}), k, "source_intrinsics") for k in _INTRINSIC_KEYS],
+                       dtype=torch.float64)
+    poses[:, :3, 3] *= translation_scale
+    size = data.get("image_size")
+    return CameraTrajectory(poses, intr, src, subject_distance=_number(data, "subject_distance", "the file") * translation_scale,
+                            image_size=tuple(int(v) for v in size) if size else None,
+                            label=str(data.get("label", "")), input_name="file")
+
+
+# --- NeRF transforms.json -----------------------------------------------------------------
+def _nerf_intrinsics(entry: dict, fallback: dict, width: float, height: float) -> list[float]:
+    def get(key):
+        return entry[key] if key in entry else fallback.get(key)
+
+    fl_x, fl_y = get("fl_x"), get("fl_y")
+    if fl_x is None:
+        angle = get("camera_angle_x")
+        if angle is None:
+            raise _fail("gives neither fl_x nor camera_angle_x", "Add the focal length (fl_x) or camera_angle_x.")
+        fl_x = 0.5 * width / math.tan(0.5 * float(angle))
+    if fl_y is None:
+        angle_y = get("camera_angle_y")
+        fl_y = 0.5 * height / math.tan(0.5 * float(angle_y)) if angle_y is not None else fl_x
+    cx = get("cx") if get("cx") is not None else width / 2.0
+    cy = get("cy") if get("cy") is not None else height / 2.0
+    return [float(fl_x) / width, float(fl_y) / width, float(cx) / width, float(cy) / height]
+
+
+def from_nerf(data: dict) -> AbsoluteCameras:
+    frames = data.get("frames")
+    if not isinstance(frames, list) or not frames:
+        raise _fail("has no 'frames' list", "A transforms.json lists frames with a transform_matrix each.")
+    width, height = data.get("w"), data.get("h")
+    if width is None or height is None:
+        first = frames[0]
+        width, height = first.get("w", width), first.get("h", height)
+    if width is None or height is None:
+        raise _fail("gives no image size (w, h)", "Add \"w\" and \"h\" (pixels) to the file.")
+    width, height = float(width), float(height)
+    gl_poses = torch.stack([_matrix(f.get("transform_matrix"), f"frame {i} transform_matrix") for i, f in enumerate(frames)])
+    # World and camera axes both go from OpenGL to OpenCV; the world flip cancels in relative poses.
+    cv_poses = OPENCV_FROM_OPENGL @ gl_poses @ OPENCV_FROM_OPENGL
+    intr = torch.tensor([_nerf_intrinsics(f, data, width, height) for f in frames], dtype=torch.float64)
+    has_global = any(k in data for k in ("fl_x", "camera_angle_x"))
+    src = torch.tensor(_nerf_intrinsics({}, data, width, height), dtype=torch.float64) if has_global else intr[0]
+    return AbsoluteCameras(cv_poses, intr, src, (int(width), int(height)))
+
+
+def to_nerf(trajectory: CameraTrajectory, width: int, height: int) -> dict:
+    """transforms.json: global intrinsics = the source camera, per-frame ones = the targets."""
+    gl_poses = OPENCV_FROM_OPENGL @ trajectory.target_to_source @ OPENCV_FROM_OPENGL
+    fx, fy, cx, cy = trajectory.source_intrinsics.tolist()
+    frames = []
+    for i, (pose, intr) in enumerate(zip(gl_poses, trajectory.target_intrinsics)):
+        tfx, tfy, tcx, tcy = intr.tolist()
+        frames.append({"file_path": f"frame_{i:05d}", "transform_matrix": pose.tolist(),
+                       "fl_x": tfx * width, "fl_y": tfy * width, "cx": tcx * width, "cy": tcy * height})
+    return {"camera_angle_x": 2.0 * math.atan(0.5 / fx), "fl_x": fx * width, "fl_y": fy * width,
+            "cx": cx * width, "cy": cy * height, "w": width, "h": height, "frames": frames}
+
+
+# --- COLMAP text ------------------------------------------------------------------------------
+_COLMAP_MODELS = {  # model -> (parameter count, (fx, fy, cx, cy) indices)
+    "SIMPLE_PINHOLE": (3, (0, 0, 1, 2)), "PINHOLE": (4, (0, 1, 2, 3)), "SIMPLE_RADIAL": (4, (0, 0, 1, 2)),
+    "RADIAL": (5, (0, 0, 1, 2)), "OPENCV": (8, (0, 1, 2, 3)), "FULL_OPENCV": (12, (0, 1, 2, 3)),
+}
+
+
+def _data_lines(text: str) -> list[tuple[int, str]]:
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _natural_key(name: str):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def from_colmap(cameras_txt: str, images_txt: str) -> AbsoluteCameras:
+    """Cameras from COLMAP's text export; images are ordered by name (frame order)."""
+    cameras = {}
+    for number, line in _data_lines(cameras_txt):
+        parts = line.split()
+        if len(parts) < 4 or parts[1] not in _COLMAP_MODELS:
+            raise _fail(f"cameras.txt line {number}: expected 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS...' with a pinhole-type model, got {line!r}",
+                        f"Supported models: {', '.join(_COLMAP_MODELS)}.")
+        count, index = _COLMAP_MODELS[parts[1]]
+        try:
+            width, height, params = int(parts[2]), int(parts[3]), [float(v) for v in parts[4:]]
+        except ValueError:
+            raise _fail(f"cameras.txt line {number}: non-numeric values in {line!r}") from None
+        if len(params) != count:
+            raise _fail(f"cameras.txt line {number}: model {parts[1]} needs {count} parameters, got {len(params)} (truncated file?)")
+        if parts[1] not in ("SIMPLE_PINHOLE", "PINHOLE"):
+            log.info("COLMAP camera %s: lens distortion of model %s is ignored", parts[0], parts[1])
+        fx, fy, cx, cy = (params[i] for i in index)
+        cameras[parts[0]] = ([fx / width, fy / width, cx / width, cy / height], (width, height))
+    if not cameras:
+        raise _fail("cameras.txt defines no camera")
+
+    lines = _data_lines(images_txt)
+    images = []
+    # Each image takes two lines: the pose line, then its 2D points (which may be empty, and is then
+    # dropped by _data_lines). A pose line has exactly 10 fields and a numeric 2nd..8th field.
+    i = 0
+    while i < len(lines):
+        number, line = lines[i]
+        parts = line.split()
+        if len(parts) < 10:
+            raise _fail(f"images.txt line {number}: expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME', got {line!r} (truncated file?)")
+        try:
+            quat_t = [float(v) for v in parts[1:8]]
+        except ValueError:
+            raise _fail(f"images.txt line {number}: non-numeric pose values in {line!r}") from None
+        if parts[8] not in cameras:
+            raise _fail(f"images.txt line {number}: camera {parts[8]} is not in cameras.txt")
+        images.append((" ".join(parts[9:]), quat_t, parts[8]))
+        i += 1
+        if i < len(lines) and not _looks_like_pose_line(lines[i][1], cameras):
+            i += 1  # the POINTS2D line
+    if not images:
+        raise _fail("images.txt lists no image")
+    images.sort(key=lambda item: _natural_key(item[0]))
+    quats = torch.tensor([q[:4] for _, q, _ in images], dtype=torch.float64)
+    if not torch.isfinite(quats).all() or (quats.norm(dim=-1) < 1e-8).any():
+        raise _fail("images.txt has a zero, NaN or infinite quaternion")
+    world_to_camera = make_pose(quaternion_to_rotation_matrix(quats / quats.norm(dim=-1, keepdim=True)),
+                                torch.tensor([q[4:] for _, q, _ in images], dtype=torch.float64))
+    intr = torch.tensor([cameras[cam][0] for _, _, cam in images], dtype=torch.float64)
+    return AbsoluteCameras(invert_pose(world_to_camera), intr, intr[0], cameras[images[0][2]][1])
+
+
+def _looks_like_pose_line(line: str, cameras: dict) -> bool:
+    parts = line.split()
+    if len(parts) < 10 or parts[8] not in cameras:
+        return False
+    try:
+        [float(v) for v in parts[1:8]]
+        int(parts[0])
+    except ValueError:
+        return False
+    return True
+
+
+def to_colmap(trajectory: CameraTrajectory, width: int, height: int) -> tuple[str, str]:
+    """cameras.txt and images.txt (world = source camera; one PINHOLE camera per frame)."""
+    world_to_camera = invert_pose(trajectory.target_to_source)
+    quats = rotation_matrix_to_quaternion(world_to_camera[:, :3, :3].contiguous())
+    quats = torch.where(quats[:, :1] < 0, -quats, quats)  # COLMAP's habit: QW >= 0
+    cam_lines = ["# Camera list with one line of data per camera:", "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]"]
+    img_lines = ["# Image list with two lines of data per image:",
+                 "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME", "#   POINTS2D[] as (X, Y, POINT3D_ID)"]
+    for i, (intr, q, pose) in enumerate(zip(trajectory.target_intrinsics, quats, world_to_camera), start=1):
+        fx, fy, cx, cy = intr.tolist()
+        cam_lines.append(f"{i} PINHOLE {width} {height} {fx * width!r} {fy * width!r} {cx * width!r} {cy * height!r}")
+        values = " ".join(repr(v) for v in [*q.tolist(), *pose[:3, 3].tolist()])
+        img_lines.extend([f"{i} {values} {i} frame_{i - 1:05d}.png", ""])
+    return "\n".join(cam_lines) + "\n", "\n".join(img_lines) + "\n"
+
+
+# --- file-level entry points ------------------------------------------------------------------
+def detect_format(path: Path) -> str:
+    if path.is_dir() or path.name == "images.txt" or path.name == "cameras.txt":
+        return "colmap text"
+    data = _read_json(path)
+    return "recapture json" if isinstance(data, dict) and data.get("format") == JSON_FORMAT_ID else "nerf transforms.json"
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise _fail(f"{path.name} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}; truncated?)") from None
+    except UnicodeDecodeError:
+        raise _fail(f"{path.name} is not a UTF-8 text file") from None
+
+
+def relative_trajectory(cameras: AbsoluteCameras, reference: str, translation_scale: float,
+                        subject_distance: float, label: str) -> CameraTrajectory:
+    """Make absolute cameras relative to the source camera (see the module docstring)."""
+    if reference not in REFERENCES:
+        raise ReCaptureInputError("reference", f"unknown reference {reference!r}", f"Choose one of: {', '.join(REFERENCES)}.")
+    poses = cameras.camera_to_world
+    if reference == REFERENCES[0]:
+        poses = invert_pose(poses[:1]) @ poses
+        poses[0] = torch.eye(4, dtype=torch.float64)  # exactly, not up to rounding
+    poses = poses.clone()
+    poses[:, :3, 3] *= translation_scale
+    return CameraTrajectory(poses, cameras.intrinsics, cameras.source_intrinsics, subject_distance=subject_distance,
+                            image_size=cameras.image_size, label=label, input_name="file")
+
+
+def import_trajectory(path: Path, fmt: str = "auto", reference: str = REFERENCES[0], translation_scale: float = 1.0,
+                      subject_distance: float = 1.0) -> CameraTrajectory:
+    """Read a camera file (or a COLMAP folder / its images.txt) into a trajectory."""
+    if not path.exists():
+        raise _fail(f"{path} does not exist", "Put the file into ComfyUI's input folder and refresh.")
+    if not math.isfinite(translation_scale) or translation_scale <= 0:
+        raise ReCaptureInputError("translation_scale", f"must be positive, got {translation_scale}",
+                                  "Use 1.0 to keep the file's units.")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "recapture json":
+        data = _read_json(path)
+        if not isinstance(data, dict):
+            raise _fail(f"{path.name} does not hold a JSON object")
+        return from_recapture_json(data, translation_scale)
+    if fmt == "nerf transforms.json":
+        data = _read_json(path)
+        if not isinstance(data, dict):
+            raise _fail(f"{path.name} does not hold a JSON object")
+        cameras = from_nerf(data)
+    elif fmt == "colmap text":
+        folder = path if path.is_dir() else path.parent
+        missing = [name for name in ("cameras.txt", "images.txt") if not (folder / name).is_file()]
+        if missing:
+            raise _fail(f"{folder} lacks {', '.join(missing)}", "A COLMAP text model is a folder with cameras.txt and images.txt.")
+        cameras = from_colmap((folder / "cameras.txt").read_text(), (folder / "images.txt").read_text())
+    else:
+        raise ReCaptureInputError("format", f"unknown format {fmt!r}", f"Choose 'auto' or one of: {', '.join(FORMATS)}.")
+    return relative_trajectory(cameras, reference, translation_scale, subject_distance, f"{fmt} {path.name}")
+
+
+def export_trajectory(trajectory: CameraTrajectory, folder: Path, stem: str, fmt: str,
+                      image_size: tuple[int, int]) -> Path:
+    """Write a trajectory under ``folder`` as ``stem_NNNNN...``; never overwrites. Returns the path."""
+    width, height = trajectory.image_size or image_size
+    if fmt == "recapture json":
+        path = unused_path(folder, stem, ".json")
+        atomic_write_text(path, json.dumps(to_recapture_json(trajectory), indent=1) + "\n")
+    elif fmt == "nerf transforms.json":
+        path = unused_path(folder, stem, "_transforms.json")
+        atomic_write_text(path, json.dumps(to_nerf(trajectory, width, height), indent=1) + "\n")
+    elif fmt == "colmap text":
+        path = unused_path(folder, stem, "")
+        cameras_txt, images_txt = to_colmap(trajectory, width, height)
+        path.mkdir(parents=True)
+        atomic_write_text(path / "cameras.txt", cameras_txt)
+        atomic_write_text(path / "images.txt", images_txt)
+    else:
+        raise ReCaptureInputError("format", f"unknown format {fmt!r}", f"Choose one of: {', '.join(FORMATS)}.")
+    return path

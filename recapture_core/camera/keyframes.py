@@ -1,0 +1,108 @@
+"""Keyframed camera paths: a few poses at chosen frames, interpolated in between.
+
+Text format (one keyframe a line, ``#`` starts a comment; parameters as in :class:`MoveParams`,
+missing ones are 0, ``zoom`` is 1)::
+
+    0:
+    24: orbit_left=20, dolly_in=0.2
+    48: orbit_left=0, tilt_up=5, zoom=1.3
+
+Frames before the first keyframe hold its pose, frames after the last hold the last pose.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+
+from ..errors import ReCaptureInputError
+from .conventions import normalized_intrinsics_from_hfov
+from .poses import MoveParams, pose_from_params
+from .trajectory import CameraTrajectory, interpolate_hermite, interpolate_linear, interpolate_poses
+
+INTERPOLATIONS = {
+    "pose: slerp + spline": "rotations by slerp, positions by a smooth spline through the keyframes",
+    "pose: slerp + linear": "rotations by slerp, positions along straight lines",
+    "parameters: spline": "the move parameters themselves by a smooth spline: an orbit stays on its circle",
+}
+
+_LINE = re.compile(r"^\s*(\d+)\s*:?\s*(.*)$")
+_PAIR = re.compile(r"^([a-z_]+)\s*=\s*(\S+)$")
+
+
+def parse_keyframes(text: str, input_name: str = "keyframes") -> list[tuple[int, MoveParams]]:
+    """Parse keyframe text into sorted ``(frame, MoveParams)`` pairs; errors name the line."""
+    keyframes: dict[int, MoveParams] = {}
+    valid = MoveParams.names()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = _LINE.match(line)
+        if not match:
+            raise ReCaptureInputError(input_name, f"line {number} ({raw.strip()!r}) does not start with a frame number",
+                                      "Write each keyframe as 'frame: name=value, name=value', e.g. '24: orbit_left=20'.")
+        frame, rest = int(match.group(1)), match.group(2)
+        values: dict[str, float] = {}
+        for item in filter(None, (piece.strip() for piece in re.split(r"[,\s]+(?=[a-z_]+\s*=)", rest))):
+            pair = _PAIR.match(item.rstrip(","))
+            if not pair:
+                raise ReCaptureInputError(input_name, f"line {number}: cannot read {item!r}",
+                                          "Write parameters as name=value, separated by commas.")
+            name, value_text = pair.groups()
+            if name not in valid:
+                raise ReCaptureInputError(input_name, f"line {number}: unknown parameter {name!r}",
+                                          f"Use any of: {', '.join(valid)}.")
+            try:
+                value = float(value_text)
+            except ValueError:
+                raise ReCaptureInputError(input_name, f"line {number}: {name}={value_text!r} is not a number",
+                                          "Give a number, e.g. orbit_left=15 or dolly_in=0.2.") from None
+            if not math.isfinite(value) or (name == "zoom" and value <= 0):
+                raise ReCaptureInputError(input_name, f"line {number}: {name}={value_text} is not allowed",
+                                          "Use finite numbers; zoom must be positive (1 = no zoom).")
+            values[name] = value
+        if frame in keyframes:
+            raise ReCaptureInputError(input_name, f"frame {frame} has two keyframes (line {number})",
+                                      "Keep one keyframe per frame.")
+        keyframes[frame] = MoveParams(**values)
+    if not keyframes:
+        raise ReCaptureInputError(input_name, "no keyframes found", "Add at least one line like '0:' or '24: orbit_left=20'.")
+    return sorted(keyframes.items())
+
+
+def keyframe_trajectory(keyframes: list[tuple[int, MoveParams]], num_frames: int,
+                        interpolation: str = "pose: slerp + spline", hfov_deg: float = 60.0,
+                        subject_distance: float = 1.0) -> CameraTrajectory:
+    """A trajectory of ``num_frames`` through the keyframes, which it hits exactly."""
+    if interpolation not in INTERPOLATIONS:
+        raise ReCaptureInputError("interpolation", f"unknown interpolation {interpolation!r}",
+                                  f"Choose one of: {', '.join(INTERPOLATIONS)}.")
+    last = keyframes[-1][0]
+    if last >= num_frames:
+        raise ReCaptureInputError("keyframes", f"a keyframe is at frame {last} but the trajectory has {num_frames} frames (0..{num_frames - 1})",
+                                  f"Raise num_frames above {last}, or move the keyframe.")
+    knots = torch.tensor([frame for frame, _ in keyframes], dtype=torch.float64)
+    positions = torch.arange(num_frames, dtype=torch.float64)
+    names = MoveParams.names()
+    params = torch.tensor([[getattr(p, n) for n in names] for _, p in keyframes], dtype=torch.float64)
+    zoom_column = names.index("zoom")
+    params[:, zoom_column] = params[:, zoom_column].log()  # zoom interpolates geometrically
+
+    if interpolation == "parameters: spline":
+        per_frame = interpolate_hermite(knots, params, positions)
+        per_frame[:, zoom_column] = per_frame[:, zoom_column].exp()
+        moves = [MoveParams(**dict(zip(names, map(float, row)))) for row in per_frame]
+        poses = torch.stack([pose_from_params(m, subject_distance) for m in moves])
+        zoom = per_frame[:, zoom_column]
+    else:
+        key_poses = torch.stack([pose_from_params(p, subject_distance) for _, p in keyframes])
+        poses = interpolate_poses(knots, key_poses, positions, smooth=interpolation == "pose: slerp + spline")
+        zoom = interpolate_linear(knots, params[:, zoom_column:zoom_column + 1], positions)[:, 0].exp()
+    # exp(log(z)) is not always z bit for bit: put the keyframes' own zoom back.
+    for frame, p in keyframes:
+        zoom[frame] = p.zoom
+    return CameraTrajectory.from_poses(poses, normalized_intrinsics_from_hfov(hfov_deg), zoom=zoom,
+                                       subject_distance=subject_distance,
+                                       label=f"{len(keyframes)} keyframes, {interpolation}")
