@@ -16,14 +16,20 @@ log = logging.getLogger("recapture.demo")
 
 
 def sample_graph() -> dict:
-    """API-format graph run by the demo: a mask preview on a generated clip."""
+    """API-format graph run by the demo: a camera path (orbit + dolly), its preview and camera file.
+
+    Grows into the full ReCapture workflow as the anchor and diffusion nodes land.
+    """
+    move = {"easing": "ease-in-out", "num_frames": 25, "hfov_deg": 60.0, "subject_distance": 1.0}
     return {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 256, "height": 144, "batch_size": 4, "color": 0x4A6FA5}},
-        "2": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 96, "height": 144}},
-        "3": {"class_type": "ImageToMask", "inputs": {"image": ["1", 0], "channel": "red"}},
-        "4": {"class_type": "ReCaptureMaskOverlay",
-              "inputs": {"frames": ["1", 0], "mask": ["3", 0], "color": "magenta", "opacity": 0.5}},
-        "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "recapture_demo/overlay"}},
+        "1": {"class_type": "ReCaptureCameraTrajectory", "inputs": {"preset": "orbit left", "amount": 20.0, **move}},
+        "2": {"class_type": "ReCaptureCameraTrajectory", "inputs": {"preset": "dolly in", "amount": 0.15, **move}},
+        "3": {"class_type": "ReCaptureCameraCompose", "inputs": {"first": ["1", 0], "second": ["2", 0]}},
+        "4": {"class_type": "ReCaptureCameraPreview", "inputs": {"trajectory": ["3", 0], "width": 960, "height": 480}},
+        "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "recapture_demo/camera_preview"}},
+        "6": {"class_type": "ReCaptureCameraExport",
+              "inputs": {"trajectory": ["3", 0], "filename_prefix": "recapture_demo/camera", "format": "recapture json",
+                         "width": 1024, "height": 576}},
     }
 
 
@@ -47,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         for node_id, outputs in entry["outputs"].items():
             for path in server.output_files(entry, node_id):
                 log.info("wrote %s", path)
+            for text in outputs.get("text", []):
+                log.info("wrote %s", text)
         if args.keep_running:
             log.info("ComfyUI keeps running at %s; press Ctrl+C to stop it", server.url)
             server.process.wait()

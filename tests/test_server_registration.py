@@ -34,6 +34,10 @@ def test_listed_types_equal_the_declared_types(pack, object_info):
             served = info["input"].get(section, {})
             assert set(served) == set(declared.get(section, {})), (name, section)
             for input_name, spec in declared.get(section, {}).items():
+                if isinstance(spec[0], list) and input_name == "file":
+                    # Lists of files depend on the server's own folders, not this process's.
+                    assert isinstance(served[input_name][0], list), (name, input_name)
+                    continue
                 # JSON round trip: tuples become lists on the wire.
                 assert served[input_name][0] == json.loads(json.dumps(spec[0])), (name, input_name)
         assert info["output"] == list(cls.RETURN_TYPES), name

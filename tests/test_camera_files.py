@@ -1,0 +1,206 @@
+"""Camera files in and out: ReCapture JSON, NeRF transforms.json, COLMAP text."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from recapture_core.camera.files import FORMATS, REFERENCES, export_trajectory, import_trajectory, to_recapture_json
+from recapture_core.camera.keyframes import keyframe_trajectory, parse_keyframes
+from recapture_core.camera.poses import MoveParams, pose_from_params
+from recapture_core.camera.presets import preset_trajectory
+from recapture_core.errors import ReCaptureInputError
+from recapture_core.paths import safe_child
+
+FIRST_IS_SOURCE, WORLD_IS_SOURCE = REFERENCES
+
+
+def wandering(**kwargs):
+    text = "0:\n6: orbit_left=25, dolly_in=0.2, zoom=1.4\n12: orbit_up=10, truck_right=-0.3, roll_cw=7\n18: pan_right=-12, zoom=0.9"
+    return keyframe_trajectory(parse_keyframes(text), 19, subject_distance=1.7, **kwargs)
+
+
+def test_recapture_json_round_trip_is_bit_exact(tmp_path):
+    traj = wandering().reverse()  # does not start at the source: the JSON keeps that too
+    path = export_trajectory(traj, tmp_path, "cams", "recapture json", (640, 360))
+    back = import_trajectory(path)
+    assert torch.equal(back.target_to_source, traj.target_to_source)
+    assert torch.equal(back.target_intrinsics, traj.target_intrinsics)
+    assert torch.equal(back.source_intrinsics, traj.source_intrinsics)
+    assert back.subject_distance == traj.subject_distance and back.label == traj.label
+
+
+@pytest.mark.parametrize("fmt", ["nerf transforms.json", "colmap text"])
+@pytest.mark.parametrize("reference", REFERENCES)
+def test_nerf_and_colmap_round_trips_are_exact_to_1e6(tmp_path, fmt, reference):
+    traj = wandering()  # starts at the source, so both references mean the same
+    path = export_trajectory(traj, tmp_path, "cams", fmt, (640, 360))
+    if fmt == "colmap text":
+        assert sorted(p.name for p in path.iterdir()) == ["cameras.txt", "images.txt"]
+        path = path / "images.txt"
+    back = import_trajectory(path, "auto", reference, subject_distance=traj.subject_distance)
+    torch.testing.assert_close(back.target_to_source, traj.target_to_source, rtol=0, atol=1e-6)
+    torch.testing.assert_close(back.target_intrinsics, traj.target_intrinsics, rtol=0, atol=1e-6)
+    assert back.image_size == (640, 360)
+
+
+def test_file_world_reference_keeps_a_path_that_does_not_start_at_the_source(tmp_path):
+    traj = preset_trajectory("orbit left", 30.0, 5).reverse()
+    path = export_trajectory(traj, tmp_path, "rev", "nerf transforms.json", (512, 512))
+    kept = import_trajectory(path, "auto", WORLD_IS_SOURCE)
+    torch.testing.assert_close(kept.target_to_source, traj.target_to_source, rtol=0, atol=1e-9)
+    rebased = import_trajectory(path, "auto", FIRST_IS_SOURCE)
+    assert torch.equal(rebased.target_to_source[0], torch.eye(4, dtype=torch.float64))
+
+
+def test_translation_scale_brings_file_units_to_depth_units(tmp_path):
+    traj = preset_trajectory("truck right", 0.5, 3, subject_distance=2.0)
+    path = export_trajectory(traj, tmp_path, "t", "colmap text", (64, 64))
+    back = import_trajectory(path, translation_scale=10.0)
+    torch.testing.assert_close(back.target_to_source[-1, :3, 3], torch.tensor([10.0, 0.0, 0.0], dtype=torch.float64))
+
+
+def gl_pose(rotation_y_deg=0.0, translation=(0.0, 0.0, 0.0)):
+    """An OpenGL camera-to-world pose: yaw about the (up) y axis, then a translation."""
+    a = math.radians(rotation_y_deg)
+    return [[math.cos(a), 0.0, math.sin(a), translation[0]], [0.0, 1.0, 0.0, translation[1]],
+            [-math.sin(a), 0.0, math.cos(a), translation[2]], [0.0, 0.0, 0.0, 1.0]]
+
+
+def test_nerf_opengl_poses_convert_to_opencv_as_checked_by_hand(tmp_path):
+    # Hand-checked: an OpenGL camera looks down -z with y up. Moving it along +y (up) is
+    # y = -1 in OpenCV (y down); yawing it by +30° about +y turns it to the LEFT (its view
+    # direction goes from -z towards -x), which is 'pan left 30°' in our words.
+    data = {"camera_angle_x": math.radians(90.0), "w": 200, "h": 100, "frames": [
+        {"file_path": "a", "transform_matrix": gl_pose(0.0, (5.0, 1.0, -2.0))},
+        {"file_path": "b", "transform_matrix": gl_pose(0.0, (5.0, 2.0, -2.0))},
+        {"file_path": "c", "transform_matrix": gl_pose(30.0, (5.0, 1.0, -2.0))},
+    ]}
+    path = tmp_path / "transforms.json"
+    path.write_text(json.dumps(data))
+    traj = import_trajectory(path)
+    assert torch.equal(traj.target_to_source[0], torch.eye(4, dtype=torch.float64))
+    torch.testing.assert_close(traj.target_to_source[1], pose_from_params(MoveParams(pedestal_up=1.0)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(traj.target_to_source[2], pose_from_params(MoveParams(pan_right=-30.0)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(traj.source_intrinsics, torch.tensor([0.5, 0.5, 0.5, 0.5], dtype=torch.float64))
+
+
+CAMERAS_TXT = """# Camera list with one line of data per camera:
+#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]
+1 PINHOLE 640 480 500 510 320 240
+2 SIMPLE_RADIAL 640 480 800 330 250 0.01
+"""
+# Written by hand, not by our exporter. World-to-camera quaternions (QW QX QY QZ) and translations.
+# frame_003: camera centre at world (1, 0, 0), no rotation -> t = -R c = (-1, 0, 0).
+# frame_001: identity (listed second, but first by name: the source camera).
+# frame_002: turned 90° to the right (camera-to-world R_y(+90°)); world-to-camera is R_y(-90°),
+#            whose quaternion is (cos 45°, 0, -sin 45°, 0).
+IMAGES_TXT = """# Image list with two lines of data per image:
+#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME
+#   POINTS2D[] as (X, Y, POINT3D_ID)
+7 1 0 0 0 -1 0 0 1 frame_003.png
+12.5 20.25 -1 100.5 3.75 17
+3 1 0 0 0 0 0 0 1 frame_001.png
+
+5 0.70710678118654752 0 -0.70710678118654752 0 0 0 0 2 frame_002.png
+1.0 2.0 -1
+"""
+
+
+def write_colmap(folder, cameras=CAMERAS_TXT, images=IMAGES_TXT):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cameras.txt").write_text(cameras)
+    (folder / "images.txt").write_text(images)
+    return folder
+
+
+def test_hand_written_colmap_model_imports_to_the_expected_poses(tmp_path):
+    traj = import_trajectory(write_colmap(tmp_path / "model") / "images.txt")
+    assert traj.num_frames == 3
+    assert torch.equal(traj.target_to_source[0], torch.eye(4, dtype=torch.float64))
+    torch.testing.assert_close(traj.target_to_source[1], pose_from_params(MoveParams(pan_right=90.0)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(traj.target_to_source[2], pose_from_params(MoveParams(truck_right=1.0)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(traj.source_intrinsics, torch.tensor([500 / 640, 510 / 640, 0.5, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(traj.target_intrinsics[1], torch.tensor([800 / 640, 800 / 640, 330 / 640, 250 / 480], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name, content, needle", [
+    ("broken.json", '{"frames": [', "is not valid JSON"),
+    ("cut.json", json.dumps({"format": "recapture.camera_trajectory", "version": 1})[:-8], "is not valid JSON"),
+    ("nan.json", None, "NaN"),
+    ("conv.json", None, "unknown convention 'blender'"),
+    ("version.json", None, "schema version 99"),
+    ("scaled.json", None, "not orthonormal"),
+    ("noframes.json", json.dumps({"w": 10, "h": 10}), "has no 'frames' list"),
+    ("nosize.json", json.dumps({"camera_angle_x": 1.0, "frames": [{"transform_matrix": gl_pose()}]}), "gives no image size"),
+])
+def test_bad_json_files_are_rejected_naming_the_file(tmp_path, name, content, needle):
+    good = to_recapture_json(preset_trajectory("static", 0, 2))
+    if name == "nan.json":
+        good["frames"][1]["target_to_source"][0][3] = float("nan")
+        content = json.dumps(good)
+    elif name == "conv.json":
+        content = json.dumps({**good, "convention": "blender"})
+    elif name == "version.json":
+        content = json.dumps({**good, "version": 99})
+    elif name == "scaled.json":
+        content = json.dumps({"camera_angle_x": 1.0, "w": 8, "h": 8, "frames": [
+            {"transform_matrix": gl_pose()}, {"transform_matrix": [[2.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 2.0, 0], [0, 0, 0, 1]]}]})
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ReCaptureInputError) as err:
+        import_trajectory(path)
+    assert err.value.input_name == "file" and needle in str(err.value)
+
+
+@pytest.mark.parametrize("images, needle", [
+    (IMAGES_TXT.replace("0 0 2 frame_002.png", "0 0"), "truncated"),
+    (IMAGES_TXT.replace("3 1 0 0 0 0 0 0 1", "3 1 0 0 0 x 0 0 1"), "non-numeric"),
+    (IMAGES_TXT.replace(" 0 0 0 -1 0 0 1 frame_003", " 0 0 0 -1 0 0 9 frame_003"), "camera 9 is not in cameras.txt"),
+    ("# nothing\n", "lists no image"),
+])
+def test_bad_colmap_images_are_rejected(tmp_path, images, needle):
+    with pytest.raises(ReCaptureInputError) as err:
+        import_trajectory(write_colmap(tmp_path / "m", images=images))
+    assert needle in str(err.value)
+
+
+def test_bad_colmap_cameras_and_missing_files_are_rejected(tmp_path):
+    with pytest.raises(ReCaptureInputError, match="needs 4 parameters, got 3"):
+        import_trajectory(write_colmap(tmp_path / "a", cameras="1 PINHOLE 640 480 500 510 320\n"))
+    with pytest.raises(ReCaptureInputError, match="pinhole-type model"):
+        import_trajectory(write_colmap(tmp_path / "b", cameras="1 FISHEYE_XYZ 640 480 1 2 3\n"))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "images.txt").write_text(IMAGES_TXT)
+    with pytest.raises(ReCaptureInputError, match="lacks cameras.txt"):
+        import_trajectory(tmp_path / "c" / "images.txt")
+    with pytest.raises(ReCaptureInputError, match="does not exist"):
+        import_trajectory(tmp_path / "nowhere.json")
+
+
+@pytest.mark.parametrize("name", ["../escape.json", "/etc/passwd", "a/../../b.json", "..", "C:\\x.json", ""])
+def test_names_that_leave_the_folder_are_rejected(tmp_path, name):
+    with pytest.raises(ReCaptureInputError) as err:
+        safe_child(tmp_path, name, "file")
+    assert err.value.input_name == "file"
+
+
+def test_symlink_out_of_the_folder_is_rejected(tmp_path):
+    (tmp_path / "inside").mkdir()
+    (tmp_path / "inside" / "link").symlink_to(tmp_path)
+    with pytest.raises(ReCaptureInputError, match="resolves outside"):
+        safe_child(tmp_path / "inside", "link/secret.json", "file")
+    assert safe_child(tmp_path, "sub/ok.json", "file") == (tmp_path / "sub" / "ok.json").resolve()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_export_never_overwrites(tmp_path, fmt):
+    traj = preset_trajectory("orbit left", 10.0, 3)
+    first = export_trajectory(traj, tmp_path, "same", fmt, (64, 48))
+    before = sorted(p.read_bytes() for p in ([first] if first.is_file() else first.iterdir()))
+    second = export_trajectory(preset_trajectory("orbit right", 10.0, 3), tmp_path, "same", fmt, (64, 48))
+    assert first != second
+    assert sorted(p.read_bytes() for p in ([first] if first.is_file() else first.iterdir())) == before
+    assert not list(tmp_path.glob("**/*.partial"))
