@@ -1,0 +1,291 @@
+"""Point-cloud warping: per-frame depth -> points -> the target camera, with an exact z-buffer.
+
+Stage 1 of ReCapture. For every frame, each source pixel is lifted to a 3D point with its depth
+(kornia ``depth_to_3d_v2``), moved into the target camera (``transform_points``) and projected
+(``project_points``). The splat is hand-written, because kornia has none:
+
+* **Footprints.** A source pixel is a small square of surface, not a point. Its image in the
+  target is, to first order, the parallelogram ``J @ [-0.5, 0.5]^2`` around its projection, with
+  ``J`` the Jacobian of the warp (finite differences of the projected grid, taken on the side of
+  the smaller depth jump so they never straddle an edge). A target pixel is covered when its
+  centre lies inside that parallelogram. Footprints of one surface tile it without gaps or
+  overlap, so a camera that moves closer leaves no cracks, and a surface never grows beyond
+  its own pixels, so background does not show through foreground.
+* **Exact z-buffer.** Every (target pixel, candidate) pair becomes one int64 key: the float32
+  bits of the candidate's depth (ordered like the depths, as they are positive) over its index.
+  One ``scatter_reduce(..., "amin")`` per frame keeps the nearest candidate of every pixel;
+  ties go to the lower index, so the result is deterministic. No Python loop over points or
+  pixels: the only loops run over frames and over the few footprint offsets.
+* **Colour by backward refinement.** The winner's colour is the source image sampled
+  bilinearly at ``p + J^-1 (c - u)``: the source position that lands exactly on the target pixel
+  centre ``c``. Offsets below 1e-3 px snap to zero, so an identity trajectory copies the input
+  bit-exactly.
+* **Flying pixels.** Depth from a network (or resized depth) blends foreground and background at
+  edges; such pixels float between the two and smear into streaks. A pixel whose depth lies
+  strictly between its neighbours at distance k (k = 1, 2) along x or y, with both relative
+  jumps above ``k * edge_threshold``, is dropped and leaves a hole. Pixels on either side of a
+  clean step are kept, as are surfaces sloping less than ``edge_threshold`` per pixel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from einops import rearrange
+from kornia.geometry.camera import project_points
+from kornia.geometry.depth import depth_to_3d_v2
+from kornia.geometry.linalg import transform_points
+
+from .camera.poses import invert_pose
+from .camera.trajectory import CameraTrajectory
+from .errors import ReCaptureInputError
+from .masks import hole_mask_from_valid
+from .validation import check_frames
+
+MIN_DEPTH = 1e-6
+SNAP_PX = 1e-3
+COVER_EPS = 1e-4
+SAME_SURFACE = 0.05  # relative depth step between neighbours still taken as one surface when sampling colour
+HOLE_FILLS = {"black": 0.0, "grey": 0.5}
+
+
+@dataclass(frozen=True)
+class WarpResult:
+    """Output of :func:`warp_video`.
+
+    anchor ``[F, H, W, 3]`` (holes filled), valid_mask / hole_mask ``[F, H, W]`` (float 0/1,
+    summing to 1), depth ``[F, H, W]`` (target-camera z of the winning surface, 0 in holes),
+    hole_ratio ``[F]`` (share of hole pixels per frame).
+    """
+
+    anchor: torch.Tensor
+    valid_mask: torch.Tensor
+    hole_mask: torch.Tensor
+    depth: torch.Tensor
+    hole_ratio: torch.Tensor
+
+
+def flying_pixels(depth: torch.Tensor, edge_threshold: float, radius: int = 2) -> torch.Tensor:
+    """Mask ``[F, H, W]`` (bool) of pixels floating inside a depth jump (see the module docstring).
+
+    ``edge_threshold <= 0`` disables the filter.
+    """
+    flying = torch.zeros_like(depth, dtype=torch.bool)
+    if edge_threshold <= 0:
+        return flying
+    for axis in (1, 2):  # rows (y), then columns (x)
+        for k in range(1, radius + 1):
+            size = depth.shape[axis]
+            if size <= 2 * k:
+                continue
+            centre = depth.narrow(axis, k, size - 2 * k)
+            before = depth.narrow(axis, 0, size - 2 * k)
+            after = depth.narrow(axis, 2 * k, size - 2 * k)
+            jump_before, jump_after = centre - before, after - centre
+            inside = jump_before * jump_after > 0  # strictly monotonic through the centre
+            small = torch.minimum(jump_before.abs(), jump_after.abs()) / centre
+            hit = inside & (small > k * edge_threshold)
+            flying.narrow(axis, k, size - 2 * k).logical_or_(hit)
+    return flying
+
+
+def _one_sided_difference(values: torch.Tensor, depth: torch.Tensor, axis: int) -> torch.Tensor:
+    """d(values)/d(pixel) along ``axis`` of ``[H, W, ...]`` grids, from the side with the smaller depth jump."""
+    forward = torch.zeros_like(values)
+    backward = torch.zeros_like(values)
+    jump_forward = torch.full_like(depth, float("inf"))
+    jump_backward = torch.full_like(depth, float("inf"))
+    n = values.shape[axis]
+    diff = values.narrow(axis, 1, n - 1) - values.narrow(axis, 0, n - 1)
+    depth_jump = (depth.narrow(axis, 1, n - 1) - depth.narrow(axis, 0, n - 1)).abs()
+    forward.narrow(axis, 0, n - 1).copy_(diff)
+    backward.narrow(axis, 1, n - 1).copy_(diff)
+    jump_forward.narrow(axis, 0, n - 1).copy_(depth_jump)
+    jump_backward.narrow(axis, 1, n - 1).copy_(depth_jump)
+    use_forward = (jump_forward <= jump_backward)
+    while use_forward.ndim < values.ndim:
+        use_forward = use_forward[..., None]
+    return torch.where(use_forward, forward, backward)
+
+
+def _bilinear_same_surface(image: torch.Tensor, depth: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                           reference_depth: torch.Tensor) -> torch.Tensor:
+    """Sample ``image [H, W, C]`` bilinearly at ``x, y [N]``, using only taps on the same surface.
+
+    A tap whose depth differs from ``reference_depth [N]`` (the winning source pixel's) by more
+    than SAME_SURFACE relative is left out and the other weights renormalised, so colours never
+    blend across a depth edge. The winning pixel is always one of the four taps.
+    """
+    height, width = image.shape[:2]
+    x = x.clamp(0, width - 1)
+    y = y.clamp(0, height - 1)
+    x0 = x.floor().clamp(max=max(width - 2, 0)).long()
+    y0 = y.floor().clamp(max=max(height - 2, 0)).long()
+    x1 = (x0 + 1).clamp(max=width - 1)
+    y1 = (y0 + 1).clamp(max=height - 1)
+    ax, ay = x - x0, y - y0
+    taps = [(y0, x0, (1 - ax) * (1 - ay)), (y0, x1, ax * (1 - ay)), (y1, x0, (1 - ax) * ay), (y1, x1, ax * ay)]
+    total = torch.zeros(x.shape[0], image.shape[-1], dtype=image.dtype)
+    weight_sum = torch.zeros(x.shape[0], dtype=image.dtype)
+    for ty, tx, weight in taps:
+        same = (depth[ty, tx] - reference_depth).abs() <= SAME_SURFACE * reference_depth
+        weight = torch.where(same, weight, torch.zeros_like(weight))
+        total += image[ty, tx] * weight[:, None]
+        weight_sum += weight
+    # Exact when one tap has all the weight: v * 1 / 1 == v.
+    return total / weight_sum[:, None]
+
+
+def splat_frame(colors: torch.Tensor, depth: torch.Tensor, keep: torch.Tensor, K_source: torch.Tensor,
+                world_to_target: torch.Tensor, K_target: torch.Tensor, max_footprint: int = 4
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Render one source frame into one target camera.
+
+    Args:
+        colors: ``[H, W, C]`` source image.
+        depth: ``[H, W]`` positive source depth (z along the optical axis, scene units).
+        keep: ``[H, W]`` bool, pixels allowed to render (e.g. not flying).
+        K_source, K_target: ``[3, 3]`` pixel intrinsics (pixel centres at integer coordinates).
+        world_to_target: ``[4, 4]`` source-camera to target-camera transform.
+        max_footprint: largest footprint side in target pixels (extreme magnification is clamped).
+
+    Returns:
+        image ``[H, W, C]`` (zeros in holes), valid ``[H, W]`` bool, target depth ``[H, W]``.
+    """
+    height, width = depth.shape
+    dtype = depth.dtype
+    points = depth_to_3d_v2(depth[None], K_source[None].to(dtype))[0]  # [H, W, 3] source camera
+    points_t = transform_points(world_to_target[None].to(dtype), points.reshape(1, -1, 3))[0].reshape(height, width, 3)
+    z = points_t[..., 2]
+    uv = project_points(points_t.reshape(-1, 3), K_target.to(dtype).expand(height * width, 3, 3)).reshape(height, width, 2)
+
+    # Jacobian of source pixel (x, y) -> target pixel (u, v): columns d/dx and d/dy.
+    d_dx = _one_sided_difference(uv, depth, axis=1)
+    d_dy = _one_sided_difference(uv, depth, axis=0)
+    J = torch.stack([d_dx, d_dy], dim=-1)  # [H, W, 2(uv), 2(xy)]
+    det = J[..., 0, 0] * J[..., 1, 1] - J[..., 0, 1] * J[..., 1, 0]
+    usable = keep & (depth > MIN_DEPTH) & (z > MIN_DEPTH) & torch.isfinite(uv).all(-1) & (det.abs() > 1e-12)
+
+    index = torch.nonzero(usable.reshape(-1)).squeeze(1)
+    uv_p = uv.reshape(-1, 2)[index]
+    J_p = J.reshape(-1, 2, 2)[index]
+    det_p = det.reshape(-1)[index]
+    A = torch.stack([torch.stack([J_p[:, 1, 1], -J_p[:, 0, 1]], -1),
+                     torch.stack([-J_p[:, 1, 0], J_p[:, 0, 0]], -1)], -2) / det_p[:, None, None]  # J^-1
+    half = 0.5 * J_p.abs().sum(-1).clamp(max=max_footprint / 2.0)  # half extent of the parallelogram in u, v
+    lo = torch.ceil(uv_p - half - COVER_EPS)  # first candidate pixel centre along u, v
+    span = int((torch.floor(uv_p + half + COVER_EPS) - lo).max().clamp(min=0).item()) + 1 if index.numel() else 0
+    span = min(span, max_footprint + 1)
+
+    z_bits = z.reshape(-1)[index].to(torch.float32).view(torch.int32).to(torch.int64) << 32
+    pixel_ids, keys, offsets, sources = [], [], [], []
+    count = 0
+    for dv in range(span):
+        for du in range(span):
+            centre = lo + torch.tensor([du, dv], dtype=dtype)
+            source_offset = torch.einsum("nij,nj->ni", A, centre - uv_p)
+            covered = (source_offset.abs() <= 0.5 + COVER_EPS).all(-1)
+            covered &= (centre[:, 0] >= 0) & (centre[:, 0] <= width - 1) & (centre[:, 1] >= 0) & (centre[:, 1] <= height - 1)
+            which = torch.nonzero(covered).squeeze(1)
+            pixel_ids.append(centre[which, 1].long() * width + centre[which, 0].long())
+            keys.append(z_bits[which] | (torch.arange(which.numel(), dtype=torch.int64) + count))
+            offsets.append(source_offset[which])
+            sources.append(index[which])
+            count += which.numel()
+    empty = torch.iinfo(torch.int64).max
+    best = torch.full((height * width,), empty, dtype=torch.int64)
+    if count:
+        best.scatter_reduce_(0, torch.cat(pixel_ids), torch.cat(keys), reduce="amin", include_self=True)
+    valid = best != empty
+    winner = best[valid] & 0xFFFFFFFF
+    offset = torch.cat(offsets)[winner] if count else torch.zeros(0, 2, dtype=dtype)
+    offset = torch.where(offset.abs() < SNAP_PX, torch.zeros_like(offset), offset)
+    source = torch.cat(sources)[winner] if count else torch.zeros(0, dtype=torch.int64)
+    sx = (source % width).to(dtype) + offset[:, 0]
+    sy = torch.div(source, width, rounding_mode="floor").to(dtype) + offset[:, 1]
+
+    image = torch.zeros(height * width, colors.shape[-1], dtype=colors.dtype)
+    image[valid] = _bilinear_same_surface(colors, depth, sx, sy, depth.reshape(-1)[source]).to(colors.dtype)
+    target_depth = torch.zeros(height * width, dtype=dtype)
+    target_depth[valid] = z.reshape(-1)[source]
+    return image.reshape(height, width, -1), valid.reshape(height, width), target_depth.reshape(height, width)
+
+
+def check_warp_inputs(frames: torch.Tensor, depth: torch.Tensor, trajectory: CameraTrajectory) -> None:
+    """Everything PointCloudWarp needs, checked before any work."""
+    check_frames(frames, "frames")
+    if depth.shape[0] != frames.shape[0]:
+        raise ReCaptureInputError("depth", f"has {depth.shape[0]} frames but frames has {frames.shape[0]}",
+                                  "Estimate depth from the same video (same frame count).")
+    if tuple(depth.shape[1:]) != tuple(frames.shape[1:3]):
+        raise ReCaptureInputError("depth", f"is {depth.shape[2]}x{depth.shape[1]} but frames is {frames.shape[2]}x{frames.shape[1]}",
+                                  "Resize the depth to the video's size (Depth From Image does that).")
+    if not torch.isfinite(depth).all():
+        raise ReCaptureInputError("depth", "contains NaN or infinite values", "Check the depth node upstream.")
+    if (depth <= 0).any():
+        raise ReCaptureInputError("depth", f"must be positive everywhere, found {float(depth.min()):g}",
+                                  "Check the depth node upstream, or how the depth image is read.")
+    trajectory.check_frame_count(frames.shape[0])
+
+
+def warp_video(frames: torch.Tensor, depth: torch.Tensor, trajectory: CameraTrajectory, *,
+               edge_threshold: float = 0.05, hole_dilation: int = 0, hole_fill: str = "black",
+               max_footprint: int = 4, device: torch.device | str = "cpu",
+               progress: Callable[[int, int], None] | None = None,
+               check_interrupt: Callable[[], None] | None = None) -> WarpResult:
+    """Render every frame of a video from its target camera.
+
+    Args:
+        frames: IMAGE ``[F, H, W, 3]`` in 0..1.
+        depth: ``[F, H, W]`` positive depth in scene units (z along the optical axis).
+        trajectory: F target poses relative to the source camera of each frame.
+        edge_threshold: relative depth jump per pixel above which in-between pixels are dropped (0 = off).
+        hole_dilation: grow holes by this many pixels.
+        hole_fill: what hole pixels of the anchor hold: "black" or "grey".
+        device: where the geometry runs; results come back on the CPU.
+        progress: called as ``progress(done, total)`` after every frame.
+        check_interrupt: called before every frame; raises to stop.
+    """
+    check_warp_inputs(frames, depth, trajectory)
+    if hole_fill not in HOLE_FILLS:
+        raise ReCaptureInputError("hole_fill", f"unknown fill {hole_fill!r}", f"Choose one of: {', '.join(HOLE_FILLS)}.")
+    num_frames, height, width = depth.shape
+    K_source = trajectory.source_K(width, height).to(torch.float32)
+    K_target = trajectory.target_K(width, height).to(torch.float32)
+    world_to_target = invert_pose(trajectory.target_to_source).to(torch.float32)
+    anchors, valids, depths = [], [], []
+    for i in range(num_frames):
+        if check_interrupt is not None:
+            check_interrupt()
+        d = depth[i].to(device=device, dtype=torch.float32)
+        keep = ~flying_pixels(d[None], edge_threshold)[0]
+        image, valid, target_depth = splat_frame(
+            frames[i].to(device=device, dtype=torch.float32), d, keep, K_source.to(device),
+            world_to_target[i].to(device), K_target[i].to(device), max_footprint)
+        anchors.append(image.cpu())
+        valids.append(valid.cpu())
+        depths.append(target_depth.cpu())
+        if progress is not None:
+            progress(i + 1, num_frames)
+    valid_mask = torch.stack(valids).to(torch.float32)
+    hole_mask = hole_mask_from_valid(valid_mask, hole_dilation)
+    valid_mask = 1.0 - hole_mask
+    fill = torch.full((), HOLE_FILLS[hole_fill], dtype=torch.float32)
+    anchor = torch.where(rearrange(hole_mask, "f h w -> f h w 1") > 0, fill, torch.stack(anchors))
+    target_depth = torch.stack(depths) * valid_mask
+    return WarpResult(anchor, valid_mask, hole_mask, target_depth, hole_mask.mean(dim=(1, 2)))
+
+
+def feasibility_report(result: WarpResult, warn_above: float = 0.35) -> str:
+    """Plain-language summary of how much of each anchor frame must be invented."""
+    ratios = result.hole_ratio
+    worst = int(ratios.argmax())
+    lines = [f"anchor video: {ratios.numel()} frames, holes {float(ratios.mean()):.1%} on average, "
+             f"{float(ratios.max()):.1%} at most (frame {worst})"]
+    shown = ", ".join(f"{float(r):.1%}" for r in ratios[:50])
+    lines.append(f"hole ratio per frame: {shown}{', ...' if ratios.numel() > 50 else ''}")
+    if float(ratios.max()) > warn_above:
+        lines.append(f"WARNING: more than {warn_above:.0%} of frame {worst} is hole; the diffusion stage has to invent "
+                     "most of it. Try a smaller move, or MultiviewAnchor for large orbits.")
+    return "\n".join(lines)

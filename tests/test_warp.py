@@ -1,0 +1,165 @@
+"""PointCloudWarp's core against an analytic renderer (tests/scenes.py)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recapture_core.camera.keyframes import keyframe_trajectory, parse_keyframes
+from recapture_core.camera.presets import preset_trajectory
+from recapture_core.camera.trajectory import CameraTrajectory
+from recapture_core.errors import ReCaptureInputError
+from recapture_core.warp import feasibility_report, flying_pixels, warp_video
+from scenes import box_on_pixel_boundaries, psnr, render, visible_from_source
+
+W, H = 320, 240
+
+
+def scene_for(traj):
+    K = traj.source_K(W, H)
+    return box_on_pixel_boundaries(K, z_front=2.5, columns=(120, 230), rows=(70, 180), z_back=3.2), K
+
+
+def warp_against_truth(traj, **kwargs):
+    scene, K = scene_for(traj)
+    colour, depth, _ = render(scene, torch.eye(4, dtype=torch.float64), K, W, H)
+    frames = colour[None].expand(traj.num_frames, H, W, 3).to(torch.float32)
+    depths = depth[None].expand(traj.num_frames, H, W).to(torch.float32)
+    result = warp_video(frames, depths, traj, **kwargs)
+    truth_colour, truth_depth, points = render(scene, traj.target_to_source[-1], traj.target_K(W, H)[-1], W, H)
+    seen = visible_from_source(scene, points, K, W, H)
+    return result, truth_colour, truth_depth, seen
+
+
+def iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a & b).sum()) / float((a | b).sum())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: preset_trajectory("truck right", 0.15, 1, subject_distance=3.0),
+    lambda: preset_trajectory("orbit left", 8.0, 1, subject_distance=3.0),
+    lambda: keyframe_trajectory(parse_keyframes("0: orbit_up=5, truck_right=-0.1, dolly_in=0.1, roll_cw=3"), 1, subject_distance=3.0),
+], ids=["truck", "orbit", "mixed"])
+def test_warp_matches_the_analytic_render(make):
+    traj = make()
+    result, truth_colour, truth_depth, seen = warp_against_truth(traj, edge_threshold=0.05)
+    valid = result.valid_mask[-1] > 0
+    holes = result.hole_mask[-1] > 0
+    assert psnr(result.anchor[-1][valid], truth_colour[valid]) >= 40.0
+    assert iou(holes, ~seen) >= 0.99, iou(holes, ~seen)
+    assert 0.02 < float(holes.float().mean()) < 0.5  # the test scene really has holes to find
+    # The surface each valid pixel shows is the true one, but for pixel centres within a hair of a
+    # silhouette corner, where the first-order footprint and the true projected square differ.
+    wrong_surface = (result.depth[-1][valid].double() - truth_depth[valid]).abs() > 2e-3 * truth_depth[valid]
+    assert int(wrong_surface.sum()) <= 3
+
+
+def test_identity_trajectory_returns_the_input_exactly():
+    frames = torch.rand(3, 40, 56, 3, generator=torch.Generator().manual_seed(0))
+    depth = 1.0 + 4.0 * torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(1))
+    result = warp_video(frames, depth, CameraTrajectory.static(3), edge_threshold=0.0)
+    assert torch.equal(result.anchor, frames)
+    assert torch.equal(result.valid_mask, torch.ones(3, 40, 56))
+    assert torch.equal(result.valid_mask + result.hole_mask, torch.ones(3, 40, 56))
+
+
+@pytest.mark.parametrize("preset", ["truck left", "truck right", "pedestal up", "pedestal down"])
+def test_nearer_layer_wins_wherever_layers_overlap_whatever_the_point_order(preset):
+    # A near square in front of a far wall; moving makes them overlap in the target. The four
+    # directions put the occluded wall pixels before and after the square's in memory order.
+    traj = preset_trajectory(preset, 0.1, 1, subject_distance=2.0)  # the square moves 37 px, staying in frame
+    depth = torch.full((1, H, W), 4.0)
+    depth[0, 80:160, 100:200] = 1.5
+    colours = torch.zeros(1, H, W, 3)
+    colours[..., 2] = 1.0  # far: blue
+    colours[0, 80:160, 100:200] = torch.tensor([1.0, 0.0, 0.0])  # near: red
+    result = warp_video(colours, depth, traj, edge_threshold=0.0)
+    near_pixels = (result.depth[0] > 0) & (result.depth[0] < 2.0)
+    far_pixels = result.depth[0] > 3.0
+    assert int(near_pixels.sum()) == 80 * 100  # the square, whole, at its new place
+    assert torch.equal(result.anchor[0][near_pixels], torch.tensor([1.0, 0.0, 0.0]).expand(8000, 3))
+    assert torch.equal(result.anchor[0][far_pixels], torch.tensor([0.0, 0.0, 1.0]).expand(int(far_pixels.sum()), 3))
+
+
+def test_moving_closer_leaves_no_cracks():
+    traj = preset_trajectory("dolly in", 0.4, 1, subject_distance=2.0)
+    frames = torch.rand(1, H, W, 3, generator=torch.Generator().manual_seed(2))
+    depth = torch.full((1, H, W), 2.0)
+    result = warp_video(frames, depth, traj, edge_threshold=0.05)
+    # Magnified 1/0.6 = 1.67x around the centre: every pixel of the target sees the plane.
+    assert torch.equal(result.valid_mask, torch.ones(1, H, W))
+    single_pixel = warp_video(frames, depth, traj, edge_threshold=0.05, max_footprint=0)
+    assert float(single_pixel.hole_mask.mean()) > 0.2  # without footprints the same move cracks
+
+
+def step_edge_depth():
+    """A foreground (2) / background (4) step, smeared like a resized network prediction."""
+    coarse = torch.full((1, 1, H // 4, W // 4), 4.0)
+    coarse[..., : W // 8] = 2.0
+    return torch.nn.functional.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)[:, 0]
+
+
+def test_depth_edge_filter_removes_every_streak_pixel():
+    # Truck right: the foreground (left) slides left faster than the background and opens a gap
+    # that in-between points would bridge with streaks.
+    traj = preset_trajectory("truck right", 0.3, 1, subject_distance=3.0)
+    depth = step_edge_depth()
+    assert ((depth > 2.05) & (depth < 3.95)).sum() > 0  # the input really has in-between depths
+    frames = torch.rand(1, H, W, 3, generator=torch.Generator().manual_seed(3))
+    filtered = warp_video(frames, depth, traj, edge_threshold=0.05)
+    rendered = filtered.depth[0]
+    streaks = (rendered > 2.05) & (rendered < 3.95)
+    assert int(streaks.sum()) == 0
+    unfiltered = warp_video(frames, depth, traj, edge_threshold=0.0).depth[0]
+    assert int(((unfiltered > 2.05) & (unfiltered < 3.95)).sum()) > 100
+
+
+def test_flying_pixel_filter_keeps_both_sides_of_a_clean_step_and_gentle_slopes():
+    depth = torch.full((1, 6, 12), 4.0)
+    depth[..., :6] = 2.0
+    assert not flying_pixels(depth, 0.05).any()
+    slope = torch.linspace(2.0, 2.2, 12).expand(1, 6, 12).contiguous()  # < 1% per pixel
+    assert not flying_pixels(slope, 0.05).any()
+    blended = depth.clone()
+    blended[..., 6:8] = 3.0  # a 2-pixel block of in-between depth: needs the distance-2 stencil
+    assert flying_pixels(blended, 0.05)[..., 6:8].all()
+
+
+def test_masks_partition_every_frame_and_dilation_grows_holes():
+    traj = preset_trajectory("orbit right", 10.0, 3, subject_distance=3.0)
+    scene, K = scene_for(traj)
+    colour, depth, _ = render(scene, torch.eye(4, dtype=torch.float64), K, W, H)
+    frames, depths = colour[None].expand(3, H, W, 3).float(), depth[None].expand(3, H, W).float()
+    plain = warp_video(frames, depths, traj)
+    grown = warp_video(frames, depths, traj, hole_dilation=3, hole_fill="grey")
+    for result in (plain, grown):
+        assert torch.equal(result.valid_mask + result.hole_mask, torch.ones_like(result.valid_mask))
+        assert set(result.hole_mask.unique().tolist()) <= {0.0, 1.0}
+    assert (grown.hole_mask >= plain.hole_mask).all() and grown.hole_mask.sum() > plain.hole_mask.sum()
+    holes = grown.hole_mask > 0
+    assert (grown.anchor[holes] == 0.5).all() and (plain.anchor[plain.hole_mask > 0] == 0.0).all()
+    assert plain.hole_ratio[0] == 0.0  # frame 0 of a preset is the source camera
+
+
+def test_feasibility_report_warns_about_large_holes():
+    traj = preset_trajectory("orbit left", 40.0, 2, subject_distance=3.0)
+    frames = torch.rand(2, 60, 80, 3)
+    result = warp_video(frames, torch.full((2, 60, 80), 3.0), traj)
+    report = feasibility_report(result, warn_above=0.1)
+    assert "WARNING" in report and "MultiviewAnchor" in report and "hole ratio per frame: 0.0%" in report
+    assert "WARNING" not in feasibility_report(result, warn_above=0.99)
+
+
+@pytest.mark.parametrize("frames, depth, traj, name, needle", [
+    (torch.rand(3, 8, 8, 3), torch.ones(2, 8, 8), CameraTrajectory.static(3), "depth", "has 2 frames but frames has 3"),
+    (torch.rand(3, 8, 8, 3), torch.ones(3, 8, 9), CameraTrajectory.static(3), "depth", "is 9x8 but frames is 8x8"),
+    (torch.rand(3, 8, 8, 3), torch.full((3, 8, 8), float("nan")), CameraTrajectory.static(3), "depth", "NaN"),
+    (torch.rand(3, 8, 8, 3), torch.zeros(3, 8, 8), CameraTrajectory.static(3), "depth", "must be positive"),
+    (torch.rand(3, 8, 8, 3), torch.ones(3, 8, 8), CameraTrajectory.static(4), "trajectory", "has 4 frames but frames has 3"),
+    (torch.rand(0, 8, 8, 3), torch.ones(0, 8, 8), CameraTrajectory.static(1), "frames", "empty"),
+])
+def test_bad_input_is_rejected_before_any_work(frames, depth, traj, name, needle):
+    calls = []
+    with pytest.raises(ReCaptureInputError) as err:
+        warp_video(frames, depth, traj, progress=lambda done, total: calls.append(done))
+    assert err.value.input_name == name and needle in str(err.value)
+    assert calls == []
