@@ -55,8 +55,13 @@ def pack():
 
 @pytest.fixture(scope="session")
 def server_base_dir(tmp_path_factory) -> Path:
-    """A fresh ComfyUI base directory for the test session: custom_nodes/recapture -> this repo."""
-    return comfy_host.make_base_directory(tmp_path_factory.mktemp("comfy_base"))
+    """A fresh ComfyUI base directory for the test session: custom_nodes/recapture -> this repo,
+    with tiny random-weight models in its model folders (tests/tiny_models.py)."""
+    from tiny_models import populate_models
+
+    base = comfy_host.make_base_directory(tmp_path_factory.mktemp("comfy_base"))
+    populate_models(base / "models")
+    return base
 
 
 @pytest.fixture(scope="session")

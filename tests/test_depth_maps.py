@@ -34,3 +34,83 @@ def test_unknown_kind_and_bad_shape_are_rejected():
         DepthMaps(torch.ones(1, 2, 2), "depthish")
     with pytest.raises(ReCaptureInputError, match="shape"):
         DepthMaps(torch.ones(2, 2), "metric")
+
+
+# --- depth maps from other packs ----------------------------------------------------------------
+from recapture_core.depth import (RELATIVE_FLOOR, align_depth_temporally, colorize_depth,  # noqa: E402
+                                  depth_from_image)
+
+
+def grey(values: torch.Tensor) -> torch.Tensor:
+    return values[..., None].expand(*values.shape, 3)
+
+
+@pytest.mark.parametrize("reading, expected_kind, expected", [
+    ("disparity, bright = near", "disparity", [RELATIVE_FLOOR, RELATIVE_FLOOR + (1 - RELATIVE_FLOOR) * 0.5, 1.0]),
+    ("depth, bright = far", "relative", [RELATIVE_FLOOR, RELATIVE_FLOOR + (1 - RELATIVE_FLOOR) * 0.5, 1.0]),
+    ("metric: near..far, bright = far", "metric", [1.0, 5.5, 10.0]),
+    ("metric: near..far, bright = near", "metric", [10.0, 5.5, 1.0]),
+])
+def test_depth_image_readings(reading, expected_kind, expected):
+    image = grey(torch.tensor([[[0.0, 0.5, 1.0]]]))
+    depth = depth_from_image(image, reading, near=1.0, far=10.0)
+    assert depth.kind == expected_kind
+    torch.testing.assert_close(depth.values[0, 0], torch.tensor(expected), rtol=0, atol=1e-6)
+    assert (depth.as_depth() > 0).all()
+
+
+def test_bright_means_near_for_disparity_after_conversion():
+    depth = depth_from_image(grey(torch.tensor([[[0.2, 0.9]]])), "disparity, bright = near").as_depth()
+    assert depth[0, 0, 1] < depth[0, 0, 0]
+
+
+def test_depth_image_is_resized_to_the_video(caplog):
+    image = grey(torch.rand(2, 12, 16))
+    with caplog.at_level("INFO"):
+        depth = depth_from_image(image, "depth, bright = far", size=(24, 32))
+    assert depth.values.shape == (2, 24, 32) and "resizing the depth map" in caplog.text
+
+
+def test_metric_reading_needs_ordered_near_and_far():
+    with pytest.raises(ReCaptureInputError, match="need 0 < near < far"):
+        depth_from_image(grey(torch.rand(1, 4, 4)), "metric: near..far, bright = far", near=5.0, far=2.0)
+
+
+# --- temporal consistency ------------------------------------------------------------------------
+def flickering_clip(kind: str, frames: int = 12):
+    generator = torch.Generator().manual_seed(4)
+    base = 2.0 + 3.0 * torch.rand(1, 24, 32, generator=generator)
+    drift = torch.linspace(0, 0.3, frames)[:, None, None]  # slow true change, which must survive
+    truth = base * (1 + 0.1 * drift)
+    scales = torch.exp(0.25 * torch.randn(frames, generator=generator))  # per-frame scale noise
+    shifts = 0.3 * torch.randn(frames, generator=generator) if kind != "metric" else torch.zeros(frames)
+    noisy = truth * scales[:, None, None] + shifts[:, None, None]
+    return truth, noisy
+
+
+def frame_scale_spread(values: torch.Tensor, truth: torch.Tensor) -> float:
+    """Std of log(per-frame least-squares scale to the truth): 0 when flicker-free."""
+    scales = (values * truth).sum(dim=(1, 2)) / (values * values).sum(dim=(1, 2))
+    return float(scales.log().std())
+
+
+@pytest.mark.parametrize("kind", ["metric", "disparity"])
+def test_temporal_alignment_removes_injected_scale_flicker(kind):
+    truth, noisy = flickering_clip(kind)
+    aligned, params = align_depth_temporally(DepthMaps(noisy, kind))
+    before = frame_scale_spread(noisy - noisy.mean(dim=(1, 2), keepdim=True) if kind != "metric" else noisy,
+                                truth - truth.mean(dim=(1, 2), keepdim=True) if kind != "metric" else truth)
+    after = frame_scale_spread(aligned.values - aligned.values.mean(dim=(1, 2), keepdim=True) if kind != "metric" else aligned.values,
+                               truth - truth.mean(dim=(1, 2), keepdim=True) if kind != "metric" else truth)
+    assert after < before / 10, (before, after)
+    assert params.shape == (12, 2) and float(params[:, 0].median()) == pytest.approx(1.0)
+    if kind == "metric":
+        assert (params[:, 1] == 0).all()
+
+
+def test_colorized_depth_is_an_image_with_near_brighter():
+    depth = torch.full((2, 8, 8), 8.0)
+    depth[:, :, :4] = 1.0
+    preview = colorize_depth(DepthMaps(depth, "metric"))
+    assert preview.shape == (2, 8, 8, 3) and preview.min() >= 0 and preview.max() <= 1
+    assert preview[0, 0, 0].sum() > preview[0, 0, 7].sum()

@@ -152,6 +152,17 @@ class CameraTrajectory:
                                            subject_distance=self.subject_distance, image_size=self.image_size,
                                            label=self.label)
 
+    def scaled_to_subject_distance(self, subject_distance: float) -> "CameraTrajectory":
+        """The same move for a subject at ``subject_distance`` scene units: translations scale along.
+
+        A preset made for a subject 1 unit away, applied to depth whose subject is 7.3 units away,
+        moves 7.3 times as far, so it looks the same.
+        """
+        factor = subject_distance / self.subject_distance
+        poses = self.target_to_source.clone()
+        poses[:, :3, 3] *= factor
+        return replace(self, target_to_source=poses, subject_distance=float(subject_distance))
+
     def reverse(self) -> "CameraTrajectory":
         """The same path travelled backwards: frame i gets the pose of frame F-1-i."""
         return replace(self, target_to_source=self.target_to_source.flip(0).clone(),

@@ -1,0 +1,58 @@
+"""What every node borrows from ComfyUI: device, progress bar, interrupt check, model folders."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import comfy.model_management as model_management
+import comfy.utils
+import folder_paths
+
+#: Our model folders under ComfyUI's models/ (paths a user already configured are kept).
+MODEL_FOLDERS = {"depth": ("depth",)}
+
+
+def register_model_folders() -> None:
+    for name, parts in MODEL_FOLDERS.items():
+        default = os.path.join(folder_paths.models_dir, *parts)
+        if name not in folder_paths.folder_names_and_paths or default not in folder_paths.get_folder_paths(name):
+            folder_paths.add_model_folder_path(name, default)
+
+
+def model_subfolders(name: str, marker: str = "config.json") -> list[str]:
+    """Folders (one level down) of a registered model folder that contain ``marker``."""
+    found = []
+    for root in folder_paths.get_folder_paths(name):
+        if os.path.isdir(root):
+            found.extend(entry for entry in sorted(os.listdir(root)) if os.path.isfile(os.path.join(root, entry, marker)))
+    return found
+
+
+def model_subfolder_path(name: str, entry: str) -> Path:
+    for root in folder_paths.get_folder_paths(name):
+        candidate = Path(root) / entry
+        if candidate.is_dir() and Path(root).resolve() in candidate.resolve().parents:
+            return candidate
+    roots = ", ".join(folder_paths.get_folder_paths(name))
+    raise FileNotFoundError(f"ReCapture: model folder '{entry}' not found under {roots}")
+
+
+def device():
+    return model_management.get_torch_device()
+
+
+def offload_device():
+    return model_management.unet_offload_device()
+
+
+def check_interrupt() -> None:
+    model_management.throw_exception_if_processing_interrupted()
+
+
+def progress(total: int):
+    """A ``progress(done, total)`` callback driving ComfyUI's progress bar."""
+    bar = comfy.utils.ProgressBar(total)
+    return lambda done, of=total: bar.update_absolute(done, of)
+
+
+register_model_folders()

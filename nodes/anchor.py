@@ -1,0 +1,76 @@
+"""PointCloudWarp: the anchor video of ReCapture's first stage."""
+from __future__ import annotations
+
+import logging
+
+from ..recapture_core.depth import IMAGE_READINGS, central_median_depth, depth_from_image
+from ..recapture_core.errors import ReCaptureInputError
+from ..recapture_core.validation import check_frames
+from ..recapture_core.warp import HOLE_FILLS, feasibility_report, warp_video
+from . import _comfy
+
+log = logging.getLogger(__name__)
+
+
+class ReCapturePointCloudWarp:
+    DESCRIPTION = ("Render every frame from its new camera: depth -> point cloud -> exact z-buffer. Gives the anchor "
+                   "video, valid_mask (1 = rendered from the source), hole_mask (1 = to fill) and a feasibility report. "
+                   "Connect DEPTH, or a depth-map IMAGE from another pack with the reading widget.")
+    CATEGORY = "ReCapture/anchor"
+    FUNCTION = "warp"
+    RETURN_TYPES = ("IMAGE", "MASK", "MASK", "STRING")
+    RETURN_NAMES = ("anchor", "valid_mask", "hole_mask", "report")
+    OUTPUT_TOOLTIPS = ("The frames seen from the new cameras; holes filled as chosen.",
+                       "1 = pixel rendered from the source video.",
+                       "1 = pixel to fill (ComfyUI's inpainting convention); valid_mask + hole_mask = 1.",
+                       "Hole ratio per frame, mean and maximum, with a warning when the move is too large.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "frames": ("IMAGE", {"tooltip": "The source video, [frames, height, width, 3]."}),
+                "trajectory": ("CAMERA_TRAJECTORY", {"tooltip": "One target camera per frame, relative to that frame's source camera."}),
+                "match_subject_distance": ("BOOLEAN", {"default": True,
+                                           "tooltip": "Scale the trajectory's moves so that its subject distance equals the depth's "
+                                                      "(median of the central region). Turn off for camera files in the depth's own units."}),
+                "edge_threshold": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 1.0, "step": 0.005,
+                                             "tooltip": "Drop 'flying' pixels inside depth jumps steeper than this relative step per "
+                                                        "pixel; they would smear into streaks. 0 = off."}),
+                "hole_dilation": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Grow holes by this many pixels."}),
+                "hole_fill": (list(HOLE_FILLS), {"default": "black", "tooltip": "What hole pixels of the anchor video hold."}),
+                "warn_above": ("FLOAT", {"default": 0.35, "min": 0.0, "max": 1.0, "step": 0.01,
+                                         "tooltip": "Warn in the report when a frame has more holes than this share."}),
+            },
+            "optional": {
+                "depth": ("DEPTH", {"tooltip": "Depth of the source video (DepthEstimate or Depth From Image)."}),
+                "depth_image": ("IMAGE", {"tooltip": "Or: a depth-map IMAGE from another pack, read with 'reading'."}),
+                "reading": (list(IMAGE_READINGS), {"default": "disparity, bright = near",
+                            "tooltip": "How to read depth_image (ignored for DEPTH)."}),
+                "near": ("FLOAT", {"default": 0.5, "min": 1e-4, "max": 1e5, "step": 0.01, "tooltip": "Metric readings: nearest distance."}),
+                "far": ("FLOAT", {"default": 20.0, "min": 1e-4, "max": 1e5, "step": 0.01, "tooltip": "Metric readings: farthest distance."}),
+            },
+        }
+
+    def warp(self, frames, trajectory, match_subject_distance, edge_threshold, hole_dilation, hole_fill, warn_above,
+             depth=None, depth_image=None, reading="disparity, bright = near", near=0.5, far=20.0):
+        check_frames(frames, "frames")
+        if (depth is None) == (depth_image is None):
+            raise ReCaptureInputError("depth", "connect exactly one of depth (DEPTH) or depth_image (IMAGE)",
+                                      "Use DepthEstimate, Depth From Image, or a depth-map IMAGE from another pack.")
+        if depth is None:
+            depth = depth_from_image(depth_image, reading, near, far, size=tuple(frames.shape[1:3]))
+        trajectory.check_frame_count(frames.shape[0])
+        values = depth.as_depth()
+        if match_subject_distance:
+            trajectory = trajectory.scaled_to_subject_distance(central_median_depth(depth))
+        result = warp_video(frames, values, trajectory, edge_threshold=edge_threshold, hole_dilation=hole_dilation,
+                            hole_fill=hole_fill, device=_comfy.device(), progress=_comfy.progress(frames.shape[0]),
+                            check_interrupt=_comfy.check_interrupt)
+        report = feasibility_report(result, warn_above)
+        log.info("ReCapture PointCloudWarp: %s", report.replace("\n", " | "))
+        return (result.anchor, result.valid_mask, result.hole_mask, report)
+
+
+NODE_CLASS_MAPPINGS = {"ReCapturePointCloudWarp": ReCapturePointCloudWarp}
+NODE_DISPLAY_NAME_MAPPINGS = {"ReCapturePointCloudWarp": "PointCloudWarp (ReCapture)"}
