@@ -91,3 +91,15 @@ def test_invalid_shapes_and_focal_lengths_are_rejected():
         CameraTrajectory.from_poses(torch.eye(4, dtype=torch.float64)[None], torch.tensor([0.0, 1.0, 0.5, 0.5]))
     with pytest.raises(ReCaptureInputError, match="subject distance must be positive"):
         CameraTrajectory.static(2, subject_distance=0.0)
+
+
+def test_scaling_to_the_depths_subject_distance_scales_translations_only():
+    traj = preset_trajectory("orbit left", 20.0, 4, subject_distance=1.0).compose(preset_trajectory("zoom in", 0.5, 4))
+    scaled = traj.scaled_to_subject_distance(7.5)
+    assert scaled.subject_distance == 7.5
+    torch.testing.assert_close(scaled.target_to_source[:, :3, 3], traj.target_to_source[:, :3, 3] * 7.5)
+    assert torch.equal(scaled.target_to_source[:, :3, :3], traj.target_to_source[:, :3, :3])
+    assert torch.equal(scaled.zoom, traj.zoom)
+    # The same orbit made directly for a subject 7.5 units away.
+    direct = preset_trajectory("orbit left", 20.0, 4, subject_distance=7.5)
+    torch.testing.assert_close(scaled.target_to_source, direct.target_to_source, rtol=0, atol=1e-12)
