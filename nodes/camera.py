@@ -24,6 +24,27 @@ CATEGORY = "ReCapture/camera"
 TRAJECTORY_TOOLTIP = "Per-frame target camera relative to the source camera of that frame, with intrinsics."
 NO_CAMERA_FILES = "(no camera files in ComfyUI's input folder)"
 
+SUMMARY_TOOLTIP = "Total rotation, translation in subject distances, zoom."
+
+
+class _TrajectoryOutput:
+    """Shared declarations of nodes whose one output is a trajectory."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CAMERA_TRAJECTORY",)
+    RETURN_NAMES = ("trajectory",)
+    OUTPUT_TOOLTIPS = (TRAJECTORY_TOOLTIP,)
+
+
+class _TrajectoryAndSummaryOutput:
+    """Shared declarations of nodes that make a trajectory and describe it."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CAMERA_TRAJECTORY", "STRING")
+    RETURN_NAMES = ("trajectory", "summary")
+    OUTPUT_TOOLTIPS = (TRAJECTORY_TOOLTIP, SUMMARY_TOOLTIP)
+
+
 _FRAMES_TOOLTIP = "Optional: the video. When connected, its frame count replaces num_frames."
 _DEPTH_TOOLTIP = ("Optional: depth of the video. When connected, the subject distance is the median depth of the "
                   "central region (replacing subject_distance), and the depth's intrinsics replace hfov_deg if it has them.")
@@ -62,14 +83,10 @@ def _with_intrinsics(trajectory, intrinsics):
     return trajectory if intrinsics is None else trajectory.with_source_intrinsics(intrinsics)
 
 
-class ReCaptureCameraTrajectory:
+class ReCaptureCameraTrajectory(_TrajectoryAndSummaryOutput):
     DESCRIPTION = ("A camera move as a preset: orbit (the camera keeps looking at the subject), dolly, truck, pedestal, "
                    "pan, tilt, roll, zoom, arc or static, with easing. Starts at the source camera.")
-    CATEGORY = CATEGORY
     FUNCTION = "build"
-    RETURN_TYPES = ("CAMERA_TRAJECTORY", "STRING")
-    RETURN_NAMES = ("trajectory", "summary")
-    OUTPUT_TOOLTIPS = (TRAJECTORY_TOOLTIP, "Total rotation, translation in subject distances, zoom.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -92,15 +109,11 @@ class ReCaptureCameraTrajectory:
         return (trajectory, trajectory.summary())
 
 
-class ReCaptureCameraKeyframes:
+class ReCaptureCameraKeyframes(_TrajectoryAndSummaryOutput):
     DESCRIPTION = ("A camera path through keyframes, one per line as 'frame: name=value, ...' with the names "
                    "orbit_left, orbit_up, truck_right, pedestal_up, dolly_in, pan_right, tilt_up, roll_cw (degrees or "
                    "subject distances) and zoom (factor). The path hits every keyframe exactly.")
-    CATEGORY = CATEGORY
     FUNCTION = "build"
-    RETURN_TYPES = ("CAMERA_TRAJECTORY", "STRING")
-    RETURN_NAMES = ("trajectory", "summary")
-    OUTPUT_TOOLTIPS = (TRAJECTORY_TOOLTIP, "Total rotation, translation in subject distances, zoom.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -131,14 +144,10 @@ class ReCaptureCameraKeyframes:
         return (trajectory, trajectory.summary())
 
 
-class ReCaptureCameraCompose:
+class ReCaptureCameraCompose(_TrajectoryOutput):
     DESCRIPTION = ("Combine two camera paths frame by frame: the second move happens in the camera frame the first one "
                    "reached (e.g. orbit + dolly = orbit, then push in towards the subject). Zoom factors multiply.")
-    CATEGORY = CATEGORY
     FUNCTION = "compose"
-    RETURN_TYPES = ("CAMERA_TRAJECTORY",)
-    RETURN_NAMES = ("trajectory",)
-    OUTPUT_TOOLTIPS = (TRAJECTORY_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -151,14 +160,10 @@ class ReCaptureCameraCompose:
         return (first.compose(second),)
 
 
-class ReCaptureCameraResample:
+class ReCaptureCameraResample(_TrajectoryOutput):
     DESCRIPTION = ("Resample a camera path to another frame count (same path, same start and end), e.g. to fit a "
                    "camera file to the video. Rotations by slerp, positions by a smooth spline.")
-    CATEGORY = CATEGORY
     FUNCTION = "resample"
-    RETURN_TYPES = ("CAMERA_TRAJECTORY",)
-    RETURN_NAMES = ("trajectory",)
-    OUTPUT_TOOLTIPS = (TRAJECTORY_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -174,13 +179,9 @@ class ReCaptureCameraResample:
         return (trajectory.resample(int(frames.shape[0]) if frames is not None else num_frames),)
 
 
-class ReCaptureCameraReverse:
+class ReCaptureCameraReverse(_TrajectoryOutput):
     DESCRIPTION = "Travel a camera path backwards: the last pose comes first."
-    CATEGORY = CATEGORY
     FUNCTION = "reverse"
-    RETURN_TYPES = ("CAMERA_TRAJECTORY",)
-    RETURN_NAMES = ("trajectory",)
-    OUTPUT_TOOLTIPS = (TRAJECTORY_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -204,16 +205,12 @@ def _camera_files() -> list[str]:
     return sorted(found) or [NO_CAMERA_FILES]
 
 
-class ReCaptureCameraImport:
+class ReCaptureCameraImport(_TrajectoryAndSummaryOutput):
     FOLDER_LISTS = ("file",)  # choices listed from folders at request time
     DESCRIPTION = ("Load a camera path from a file in ComfyUI's input folder: ReCapture JSON, NeRF transforms.json "
                    "(OpenGL axes, converted) or a COLMAP text model (pick its images.txt). The file's FIRST pose is the "
                    "source camera (where the video was filmed); every pose is made relative to it.")
-    CATEGORY = CATEGORY
     FUNCTION = "load"
-    RETURN_TYPES = ("CAMERA_TRAJECTORY", "STRING")
-    RETURN_NAMES = ("trajectory", "summary")
-    OUTPUT_TOOLTIPS = (TRAJECTORY_TOOLTIP, "Total rotation, translation in subject distances, zoom.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -284,7 +281,7 @@ class ReCaptureCameraPreview:
     FUNCTION = "preview"
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("preview", "summary")
-    OUTPUT_TOOLTIPS = ("One image: top view (left) and side view (right).", "Total rotation, translation in subject distances, zoom.")
+    OUTPUT_TOOLTIPS = ("One image: top view (left) and side view (right).", SUMMARY_TOOLTIP)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -17,6 +17,17 @@ PREVIEW_TOOLTIP = "Colour-mapped depth, near = bright, one scale for the whole c
 TEMPORAL_TOOLTIP = ("Remove per-frame scale flicker: fit each frame's depth to its neighbours by a robust least-squares "
                     "scale (and shift for relative depth / disparity).")
 
+
+
+class _DepthOutput:
+    """Shared declarations of the nodes that make DEPTH."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("DEPTH", "IMAGE")
+    RETURN_NAMES = ("depth", "preview")
+    OUTPUT_TOOLTIPS = (DEPTH_TOOLTIP, PREVIEW_TOOLTIP)
+
+
 _cache_lock = threading.Lock()
 _cached = {}  # (path, mtime) -> DepthModel, one entry: the last model used stays loaded on the CPU
 
@@ -40,15 +51,11 @@ def _maybe_align(depth, temporal_consistency):
     return aligned
 
 
-class ReCaptureDepthEstimate:
+class ReCaptureDepthEstimate(_DepthOutput):
     FOLDER_LISTS = ("depth_model",)  # choices listed from folders at request time
     DESCRIPTION = ("Estimate per-frame depth with a transformers depth model from models/depth/ (Depth Anything V2, "
                    "DPT/MiDaS, ZoeDepth). Runs on ComfyUI's device in frame batches; never downloads anything.")
-    CATEGORY = CATEGORY
     FUNCTION = "estimate"
-    RETURN_TYPES = ("DEPTH", "IMAGE")
-    RETURN_NAMES = ("depth", "preview")
-    OUTPUT_TOOLTIPS = (DEPTH_TOOLTIP, PREVIEW_TOOLTIP)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -84,14 +91,10 @@ class ReCaptureDepthEstimate:
         return (depth, colorize_depth(depth))
 
 
-class ReCaptureDepthFromImage:
+class ReCaptureDepthFromImage(_DepthOutput):
     DESCRIPTION = ("Use a depth map from any other pack (Depth Anything, MiDaS, Marigold, ZoeDepth preprocessors) or "
                    "from files: say how to read its brightness, and it becomes DEPTH at the video's size.")
-    CATEGORY = CATEGORY
     FUNCTION = "convert"
-    RETURN_TYPES = ("DEPTH", "IMAGE")
-    RETURN_NAMES = ("depth", "preview")
-    OUTPUT_TOOLTIPS = (DEPTH_TOOLTIP, PREVIEW_TOOLTIP)
 
     @classmethod
     def INPUT_TYPES(cls):
