@@ -66,7 +66,7 @@ def load_depth_model(folder: Path, dtype: torch.dtype = torch.float32) -> DepthM
     family, kind = inspect_folder(folder)
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-    model = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True, torch_dtype=dtype).eval()
+    model = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True, dtype=dtype).eval()
     processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
     return DepthModel(model, processor, kind, family, folder)
 

@@ -57,3 +57,34 @@ def overlay_mask(frames: torch.Tensor, mask: torch.Tensor, color: Sequence[float
     tint = torch.tensor(list(color), dtype=frames.dtype, device=frames.device)
     # Where weight == 0 this is frames * 1.0 + 0.0, which IEEE arithmetic returns unchanged.
     return frames * (1.0 - weight) + tint * weight
+
+
+def fill_holes(frames: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
+    """Fill hole pixels from the valid ones only (push-pull pyramid), leaving valid pixels exact.
+
+    The result depends on valid pixels alone, so whatever hole pixels held before has no effect
+    downstream (the VAE encoder mixes neighbouring pixels; this keeps hole contents out of it).
+
+    Args:
+        frames: IMAGE ``[F, H, W, 3]``.
+        valid_mask: ``[F, H, W]``; only pixels equal to 1 count as valid.
+
+    Returns:
+        IMAGE ``[F, H, W, 3]``: frames where valid, smooth colours from the surrounding valid
+        pixels elsewhere (0.5 grey in a frame with no valid pixel).
+    """
+    weight = (valid_mask >= 1.0).to(frames.dtype)[:, None]  # [F, 1, H, W]
+    colour = torch.where(weight > 0, rearrange(frames, "f h w c -> f c h w"), torch.zeros((), dtype=frames.dtype))
+    levels = [(colour, weight)]
+    while min(levels[-1][1].shape[-2:]) > 1:
+        c, w = levels[-1]
+        levels.append((torch.nn.functional.avg_pool2d(c, 2, ceil_mode=True),
+                       torch.nn.functional.avg_pool2d(w, 2, ceil_mode=True)))
+    c, w = levels[-1]
+    estimate = torch.where(w > 0, c / w.clamp_min(1e-12), torch.full_like(c, 0.5))
+    for c, w in reversed(levels[:-1]):
+        up = torch.nn.functional.interpolate(estimate, size=c.shape[-2:], mode="bilinear", align_corners=False)
+        # Premultiplied colour plus the coarser estimate where this level's weight falls short:
+        # at full weight this is the colour itself, bit for bit.
+        estimate = c + (1.0 - w) * up
+    return rearrange(estimate, "f c h w -> f h w c")

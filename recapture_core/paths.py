@@ -5,6 +5,7 @@ import os
 import re
 import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Callable
 
 from .errors import ReCaptureInputError
 
@@ -45,19 +46,30 @@ def unused_path(folder: Path, stem: str, suffix: str) -> Path:
         counter += 1
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder and rename it into place."""
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(temporary_path)`` for a temporary file beside ``path``, then rename it into place.
+
+    A reader never sees a half-written file; on any error the temporary file is removed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        write(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    def write(temporary: str) -> None:
+        with open(temporary, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+
+    atomic_write(path, write)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

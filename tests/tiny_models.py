@@ -52,3 +52,44 @@ def populate_models(models_dir: Path) -> None:
     """Every tiny model the server tests need, under a ComfyUI ``models/`` folder."""
     for family in DEPTH_FAMILIES:
         make_depth_model(models_dir / "depth" / f"tiny-{family}", family)
+
+
+# --- Stable Video Diffusion ---------------------------------------------------------------------------
+SVD_SCHEDULER_CONFIG = {
+    "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "interpolation_type": "linear",
+    "num_train_timesteps": 1000, "prediction_type": "v_prediction", "sigma_max": 700.0, "sigma_min": 0.002,
+    "steps_offset": 1, "timestep_spacing": "leading", "timestep_type": "continuous", "use_karras_sigmas": True,
+}
+
+
+def make_svd_components(num_frames: int = 14, seed: int = 0):
+    """Tiny SVD: UNet (2 levels), temporal-decoder VAE (factor 2), CLIP vision encoder, processor, scheduler."""
+    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNetSpatioTemporalConditionModel(
+        sample_size=8, in_channels=8, out_channels=4, block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        addition_time_embed_dim=8, projection_class_embeddings_input_dim=24, layers_per_block=1,
+        cross_attention_dim=32, num_attention_heads=(2, 4), num_frames=num_frames)
+    vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                                       latent_channels=4, layers_per_block=1, sample_size=16)
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+        image_size=32, patch_size=8))
+    feature_extractor = CLIPImageProcessor(crop_size={"height": 32, "width": 32}, size={"shortest_edge": 32})
+    scheduler = EulerDiscreteScheduler.from_config(SVD_SCHEDULER_CONFIG)
+    return unet, vae, image_encoder, feature_extractor, scheduler
+
+
+def make_svd_folder(folder: Path, num_frames: int = 14, seed: int = 0) -> Path:
+    """A tiny SVD saved as a diffusers pipeline folder (model_index.json and one folder per component)."""
+    from diffusers import StableVideoDiffusionPipeline
+
+    unet, vae, image_encoder, feature_extractor, scheduler = make_svd_components(num_frames, seed)
+    pipeline = StableVideoDiffusionPipeline(vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler,
+                                            feature_extractor=feature_extractor)
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -1,0 +1,112 @@
+"""RECAPTURE_BACKBONE: Stable Video Diffusion (SVD / SVD-XT) in diffusers form."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import ReCaptureInputError
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+COMPONENTS = ("unet", "vae", "image_encoder", "feature_extractor", "scheduler")
+HELP = ("Put Stable Video Diffusion as a diffusers folder (model_index.json with unet/, vae/, image_encoder/, "
+        "feature_extractor/, scheduler/) under ComfyUI's models/diffusers/, e.g. stable-video-diffusion-img2vid-xt.")
+
+
+@dataclass
+class SVDBackbone:
+    """The loaded video diffusion model. Shared between nodes: jobs attach adapters and detach them."""
+
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    image_encoder: torch.nn.Module
+    feature_extractor: object
+    scheduler_config: dict
+    dtype: torch.dtype
+    name: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames the UNet was trained on: 14 for SVD, 25 for SVD-XT."""
+        return int(self.unet.config.num_frames)
+
+    @property
+    def vae_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame sides must be multiples of this: the VAE's factor times the UNet's downsampling."""
+        return self.vae_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    @property
+    def architecture_id(self) -> str:
+        """Identifies the UNet architecture: LoRAs load only onto the same one."""
+        config = {k: v for k, v in dict(self.unet.config).items() if not k.startswith("_")}
+        return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
+    def weights_id(self) -> str:
+        """A cheap fingerprint of the weights (two small tensors), to tell fine-tunes of one architecture apart."""
+        digest = hashlib.sha256()
+        for tensor in (self.unet.conv_in.weight, self.unet.conv_out.bias):
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"unet": self.unet, "vae": self.vae, "image_encoder": self.image_encoder}
+
+    def to(self, device) -> "SVDBackbone":
+        for module in self.modules().values():
+            module.to(device)
+        return self
+
+    def check_frames(self, frames: torch.Tensor, name: str = "frames") -> None:
+        """Frame size the backbone can take ([F, H, W, 3], sides multiples of size_multiple)."""
+        height, width = int(frames.shape[1]), int(frames.shape[2])
+        m = self.size_multiple
+        if height % m or width % m:
+            fit_w, fit_h = max(m, round(width / m) * m), max(m, round(height / m) * m)
+            raise ReCaptureInputError(
+                name, f"is {width}x{height}, but this backbone needs width and height in multiples of {m}",
+                f"Resize or crop the video first, e.g. to {fit_w}x{fit_h} (SVD-XT was trained at 1024x576).")
+
+
+def load_diffusers_svd(folder: Path, dtype: str = "fp16") -> SVDBackbone:
+    """Load an SVD diffusers folder from disk only (never the hub)."""
+    if dtype not in DTYPES:
+        raise ReCaptureInputError("dtype", f"unknown dtype {dtype!r}", f"Choose one of: {', '.join(DTYPES)}.")
+    if not (folder / "model_index.json").is_file():
+        raise ReCaptureInputError("model", f"{folder} has no model_index.json", HELP)
+    missing = [c for c in COMPONENTS if not (folder / c).is_dir()]
+    if missing:
+        raise ReCaptureInputError("model", f"{folder.name} lacks the component folders {', '.join(missing)}", HELP)
+    index = json.loads((folder / "model_index.json").read_text())
+    if index.get("_class_name") != "StableVideoDiffusionPipeline":
+        raise ReCaptureInputError("model", f"{folder.name} is a {index.get('_class_name')!r}, not Stable Video Diffusion", HELP)
+    from diffusers import StableVideoDiffusionPipeline
+
+    # Loaded outside inference mode (ComfyUI runs nodes inside it): inference tensors as weights
+    # could never be trained through later.
+    with torch.inference_mode(False):
+        pipeline = StableVideoDiffusionPipeline.from_pretrained(folder, dtype=DTYPES[dtype], local_files_only=True)
+    for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
+        module.eval().requires_grad_(False)
+    return SVDBackbone(pipeline.unet, pipeline.vae, pipeline.image_encoder, pipeline.feature_extractor,
+                       dict(pipeline.scheduler.config), DTYPES[dtype], folder.name)
+
+
+def state_fingerprint(module: torch.nn.Module) -> str:
+    """Hash of a module's state dict (names, dtypes, values) and module types, for 'left unchanged' checks."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    for name, sub in module.named_modules():
+        digest.update(f"{name}:{type(sub).__name__}".encode())
+    return digest.hexdigest()

@@ -1,0 +1,156 @@
+"""LoRA adapters on the SVD UNet with peft: targets, attach/detach, and the RECAPTURE_LORA type.
+
+Adapters are injected for one job and removed afterwards, on success, error and interrupt,
+so the shared backbone is never left modified (module types, weights, requires_grad flags,
+train/eval mode and gradient checkpointing are all restored).
+"""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import ReCaptureInputError
+
+#: Attention projections of the temporal transformer blocks (self- and cross-attention).
+TEMPORAL_TARGETS = r".*temporal_transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)"
+#: Self-attention (attn1) projections of the spatial transformer blocks.
+SPATIAL_TARGETS = r".*\.transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)"
+KINDS = {"temporal": TEMPORAL_TARGETS, "spatial": SPATIAL_TARGETS}
+
+
+@dataclass(frozen=True)
+class ReCaptureLoRA:
+    """Trained LoRA weights and what they are.
+
+    ``state_dict`` holds peft's keys without adapter name (``<module>.lora_A.weight`` /
+    ``<module>.lora_B.weight``), float32 on the CPU.
+    """
+
+    kind: str
+    rank: int
+    alpha: float
+    targets: str
+    state_dict: dict[str, torch.Tensor]
+    backbone_architecture: str
+    backbone_weights: str
+    backbone_name: str = ""
+    steps: int = 0
+    final_loss: float = float("nan")
+    settings: dict = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, str]:
+        """Everything but the weights, as strings (safetensors metadata)."""
+        import json
+
+        return {"format": "recapture.lora", "version": "1", "kind": self.kind, "rank": str(self.rank),
+                "alpha": repr(float(self.alpha)), "targets": self.targets,
+                "backbone_architecture": self.backbone_architecture, "backbone_weights": self.backbone_weights,
+                "backbone_name": self.backbone_name, "steps": str(self.steps), "final_loss": repr(float(self.final_loss)),
+                "settings": json.dumps(self.settings, sort_keys=True)}
+
+    def check_backbone(self, backbone, input_name: str) -> None:
+        if self.backbone_architecture != backbone.architecture_id:
+            raise ReCaptureInputError(
+                input_name, f"was trained for another backbone ({self.backbone_name or '?'}, architecture "
+                f"{self.backbone_architecture}) than the one connected ({backbone.name}, {backbone.architecture_id})",
+                "Train the LoRA on this backbone, or connect the backbone it was trained on.")
+
+
+@dataclass
+class AdapterSpec:
+    """One adapter of a job: a new one to train (no state_dict) or a trained one to apply."""
+
+    name: str
+    kind: str
+    rank: int
+    alpha: float
+    state_dict: dict[str, torch.Tensor] | None = None
+    strength: float = 1.0
+    trainable: bool = False
+
+    @classmethod
+    def from_lora(cls, name: str, lora: ReCaptureLoRA, strength: float = 1.0) -> "AdapterSpec":
+        return cls(name, lora.kind, lora.rank, lora.alpha, lora.state_dict, strength, trainable=False)
+
+
+def target_modules(unet: torch.nn.Module, kind: str) -> list[str]:
+    pattern = re.compile(KINDS[kind])
+    return [name for name, _ in unet.named_modules() if pattern.fullmatch(name)]
+
+
+@contextmanager
+def adapters_attached(unet: torch.nn.Module, specs: list[AdapterSpec], gradient_checkpointing: bool | None = None,
+                      init_seed: int = 0):
+    """Attach peft LoRA adapters to ``unet`` for the duration of a ``with`` block.
+
+    New adapters are initialised (peft: Kaiming-uniform A, zero B) from ``init_seed``, without
+    touching the global random state. Yields ``{name: [trainable parameters]}``. On exit,
+    whatever happened inside, the adapters are unloaded and the UNet's flags and mode are put
+    back as they were.
+    """
+    from peft import LoraConfig, LoraModel
+    from peft.tuners.lora import LoraLayer
+    from peft.utils import set_peft_model_state_dict
+
+    if not specs:
+        yield {}
+        return
+    saved_grad = {name: p.requires_grad for name, p in unet.named_parameters()}
+    saved_training = unet.training
+    saved_checkpointing = bool(getattr(unet, "is_gradient_checkpointing", False))
+    saved_types = {name: type(m) for name, m in unet.named_modules()}
+    lora_model = None
+    try:
+        with torch.inference_mode(False), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            configs = {s.name: LoraConfig(r=s.rank, lora_alpha=s.alpha, target_modules=KINDS[s.kind], lora_dropout=0.0,
+                                          init_lora_weights=True) for s in specs}
+            lora_model = LoraModel(unet, {specs[0].name: configs[specs[0].name]}, specs[0].name)
+            for spec in specs[1:]:
+                lora_model.peft_config[spec.name] = configs[spec.name]
+                lora_model.inject_adapter(unet, spec.name)
+            for spec in specs:
+                if spec.state_dict is not None:
+                    result = set_peft_model_state_dict(unet, spec.state_dict, adapter_name=spec.name)
+                    unexpected = [k for k in result.unexpected_keys if "lora_" in k]
+                    if unexpected:
+                        raise ReCaptureInputError(spec.name, f"has weights for modules this UNet lacks ({unexpected[0]}, ...)",
+                                                  "Use a LoRA trained on this backbone.")
+            lora_model.set_adapter([s.name for s in specs])
+            for module in unet.modules():
+                if isinstance(module, LoraLayer):
+                    for spec in specs:
+                        if spec.name in module.scaling:
+                            module.set_scale(spec.name, spec.strength)
+            unet.requires_grad_(False)
+            trainable = {}
+            for spec in specs:
+                params = [p for n, p in unet.named_parameters() if f".{spec.name}." in n and "lora_" in n]
+                for p in params:
+                    p.requires_grad_(spec.trainable)
+                trainable[spec.name] = params if spec.trainable else []
+            if gradient_checkpointing is not None:
+                (unet.enable_gradient_checkpointing if gradient_checkpointing else unet.disable_gradient_checkpointing)()
+        yield trainable
+    finally:
+        if lora_model is not None:
+            lora_model.unload()
+        for name, p in unet.named_parameters():
+            p.requires_grad_(saved_grad.get(name, False))
+        unet.train(saved_training)
+        if gradient_checkpointing is not None and gradient_checkpointing != saved_checkpointing:
+            (unet.enable_gradient_checkpointing if saved_checkpointing else unet.disable_gradient_checkpointing)()
+        restored = {name: type(m) for name, m in unet.named_modules()}
+        if restored != saved_types:  # a bug, not bad input: never hand back a modified backbone silently
+            raise RuntimeError("ReCapture: the UNet was not restored after removing the LoRA adapters")
+
+
+def extract_state_dict(unet: torch.nn.Module, adapter_name: str) -> dict[str, torch.Tensor]:
+    """The adapter's weights with peft's keys (adapter name removed), float32 copies on the CPU."""
+    from peft.utils import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(unet, adapter_name=adapter_name)
+    return {k: v.detach().to("cpu", torch.float32).clone() for k, v in state.items()}

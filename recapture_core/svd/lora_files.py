@@ -1,0 +1,67 @@
+"""RECAPTURE_LORA on disk: our safetensors files (with metadata) and ComfyUI-native exports."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import ReCaptureInputError
+from ..paths import atomic_write
+from .keys import attention_module_to_original
+from .lora import ReCaptureLoRA
+
+_PREFIX = "unet."
+
+
+def save_lora(lora: ReCaptureLoRA, path: Path) -> None:
+    """Write atomically with the metadata in the safetensors header."""
+    from safetensors.torch import save_file
+
+    tensors = {_PREFIX + k: v.contiguous() for k, v in lora.state_dict.items()}
+    atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=lora.metadata()))
+
+
+def load_lora(path: Path) -> ReCaptureLoRA:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise ReCaptureInputError("lora", f"{path} does not exist", "Train and save a LoRA first, or pick another file.")
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata() or {}
+        if meta.get("format") != "recapture.lora":
+            raise ReCaptureInputError("lora", f"{path.name} is not a ReCapture LoRA (no recapture.lora metadata)",
+                                      "Load LoRAs saved by 'Save ReCapture LoRA'; ComfyUI-format exports go to LoraLoaderModelOnly.")
+        state = {k[len(_PREFIX):]: handle.get_tensor(k) for k in handle.keys()}
+    return ReCaptureLoRA(kind=meta["kind"], rank=int(meta["rank"]), alpha=float(meta["alpha"]), targets=meta["targets"],
+                         state_dict=state, backbone_architecture=meta["backbone_architecture"],
+                         backbone_weights=meta["backbone_weights"], backbone_name=meta.get("backbone_name", ""),
+                         steps=int(meta.get("steps", 0)), final_loss=float(meta.get("final_loss", "nan")),
+                         settings=json.loads(meta.get("settings", "{}")))
+
+
+def to_comfy_state_dict(lora: ReCaptureLoRA, layers_per_block: int) -> dict[str, torch.Tensor]:
+    """ComfyUI-native LoRA keys for its SVD model: ``diffusion_model.<original>.lora_up/lora_down/alpha``.
+
+    peft's ``lora_B`` is ComfyUI's ``lora_up`` and ``lora_A`` its ``lora_down``; both scale by alpha / rank.
+    """
+    out = {}
+    for key, tensor in lora.state_dict.items():
+        module, _, part = key.rpartition(".lora_")
+        original = "diffusion_model." + attention_module_to_original(module, layers_per_block)
+        if part == "A.weight":
+            out[f"{original}.lora_down.weight"] = tensor.contiguous()
+        elif part == "B.weight":
+            out[f"{original}.lora_up.weight"] = tensor.contiguous()
+        else:
+            raise ValueError(f"unexpected LoRA key {key}")
+        out[f"{original}.alpha"] = torch.tensor(float(lora.alpha))
+    return out
+
+
+def export_comfy_lora(lora: ReCaptureLoRA, layers_per_block: int, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors = to_comfy_state_dict(lora, layers_per_block)
+    metadata = {"recapture_kind": lora.kind, "recapture_backbone": lora.backbone_name}
+    atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=metadata))
