@@ -77,9 +77,10 @@ def test_comfy_loads_every_exported_key_and_applies_the_same_weights(backbone, c
 
     lora = loras[kind]
     exported = tmp_path / f"{kind}.safetensors"
-    export_comfy_lora(lora, backbone.unet.config.layers_per_block, exported)
+    export_comfy_lora(lora, exported)
     lora_sd = comfy.utils.load_torch_file(str(exported), safe_load=True)
-    assert lora_sd.keys() == to_comfy_state_dict(lora, backbone.unet.config.layers_per_block).keys()
+    assert lora_sd.keys() == to_comfy_state_dict(lora).keys()
+    assert lora.layers_per_block == backbone.unet.config.layers_per_block
 
     key_map = comfy.lora.model_lora_keys_unet(comfy_model, {})
     patches = comfy.lora.load_lora(lora_sd, key_map)

@@ -156,8 +156,8 @@ def test_save_and_load_round_trip_exactly(backbone, tmp_path):
     back = load_lora(path)
     assert back.state_dict.keys() == lora.state_dict.keys()
     assert all(torch.equal(back.state_dict[k], lora.state_dict[k]) for k in lora.state_dict)
-    assert (back.kind, back.rank, back.alpha, back.targets, back.backbone_architecture, back.steps) == \
-           (lora.kind, lora.rank, lora.alpha, lora.targets, lora.backbone_architecture, lora.steps)
+    assert (back.kind, back.rank, back.alpha, back.targets, back.backbone_architecture, back.steps, back.layers_per_block) == \
+           (lora.kind, lora.rank, lora.alpha, lora.targets, lora.backbone_architecture, lora.steps, lora.layers_per_block)
     assert back.settings["losses"] == lora.settings["losses"]
     assert not list(path.parent.glob("*.partial"))
 
@@ -195,3 +195,13 @@ def test_missing_model_files_say_what_to_put_where(svd_folder, tmp_path):
         load_diffusers_svd(tmp_path / "empty", "fp32")
     index = json.loads((svd_folder / "model_index.json").read_text())
     assert index["_class_name"] == "StableVideoDiffusionPipeline"
+
+
+def test_training_works_under_comfyuis_inference_mode(backbone):
+    # ComfyUI executes every node inside torch.inference_mode(); inputs are inference tensors.
+    with torch.inference_mode():
+        clip = smooth_clip()
+        valid = torch.ones(4, 32, 32)
+        spatial = train_spatial_lora(backbone, clip, FAST)
+        temporal = train_temporal_lora(backbone, clip, valid, FAST, spatial_lora=spatial)
+    assert temporal.steps == 2 and all(torch.isfinite(v).all() for v in temporal.state_dict.values())

@@ -52,6 +52,7 @@ def populate_models(models_dir: Path) -> None:
     """Every tiny model the server tests need, under a ComfyUI ``models/`` folder."""
     for family in DEPTH_FAMILIES:
         make_depth_model(models_dir / "depth" / f"tiny-{family}", family)
+    make_svd_folder(models_dir / "diffusers" / "tiny-svd")
 
 
 # --- Stable Video Diffusion ---------------------------------------------------------------------------

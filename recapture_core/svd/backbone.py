@@ -61,9 +61,15 @@ class SVDBackbone:
         return {"unet": self.unet, "vae": self.vae, "image_encoder": self.image_encoder}
 
     def to(self, device) -> "SVDBackbone":
-        for module in self.modules().values():
-            module.to(device)
+        # Outside inference mode: parameters moved inside it would become inference tensors,
+        # which no later training could backpropagate through.
+        with torch.inference_mode(False):
+            for module in self.modules().values():
+                module.to(device)
         return self
+
+    def weight_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for m in self.modules().values() for p in m.parameters())
 
     def check_frames(self, frames: torch.Tensor, name: str = "frames") -> None:
         """Frame size the backbone can take ([F, H, W, 3], sides multiples of size_multiple)."""

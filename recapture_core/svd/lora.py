@@ -37,6 +37,7 @@ class ReCaptureLoRA:
     backbone_architecture: str
     backbone_weights: str
     backbone_name: str = ""
+    layers_per_block: int = 2  # of the UNet it was trained on: needed for the original key names
     steps: int = 0
     final_loss: float = float("nan")
     settings: dict = field(default_factory=dict)
@@ -48,7 +49,7 @@ class ReCaptureLoRA:
         return {"format": "recapture.lora", "version": "1", "kind": self.kind, "rank": str(self.rank),
                 "alpha": repr(float(self.alpha)), "targets": self.targets,
                 "backbone_architecture": self.backbone_architecture, "backbone_weights": self.backbone_weights,
-                "backbone_name": self.backbone_name, "steps": str(self.steps), "final_loss": repr(float(self.final_loss)),
+                "backbone_name": self.backbone_name, "layers_per_block": str(self.layers_per_block), "steps": str(self.steps), "final_loss": repr(float(self.final_loss)),
                 "settings": json.dumps(self.settings, sort_keys=True)}
 
     def check_backbone(self, backbone, input_name: str) -> None:

@@ -36,11 +36,12 @@ def load_lora(path: Path) -> ReCaptureLoRA:
     return ReCaptureLoRA(kind=meta["kind"], rank=int(meta["rank"]), alpha=float(meta["alpha"]), targets=meta["targets"],
                          state_dict=state, backbone_architecture=meta["backbone_architecture"],
                          backbone_weights=meta["backbone_weights"], backbone_name=meta.get("backbone_name", ""),
+                         layers_per_block=int(meta.get("layers_per_block", 2)),
                          steps=int(meta.get("steps", 0)), final_loss=float(meta.get("final_loss", "nan")),
                          settings=json.loads(meta.get("settings", "{}")))
 
 
-def to_comfy_state_dict(lora: ReCaptureLoRA, layers_per_block: int) -> dict[str, torch.Tensor]:
+def to_comfy_state_dict(lora: ReCaptureLoRA) -> dict[str, torch.Tensor]:
     """ComfyUI-native LoRA keys for its SVD model: ``diffusion_model.<original>.lora_up/lora_down/alpha``.
 
     peft's ``lora_B`` is ComfyUI's ``lora_up`` and ``lora_A`` its ``lora_down``; both scale by alpha / rank.
@@ -48,7 +49,7 @@ def to_comfy_state_dict(lora: ReCaptureLoRA, layers_per_block: int) -> dict[str,
     out = {}
     for key, tensor in lora.state_dict.items():
         module, _, part = key.rpartition(".lora_")
-        original = "diffusion_model." + attention_module_to_original(module, layers_per_block)
+        original = "diffusion_model." + attention_module_to_original(module, lora.layers_per_block)
         if part == "A.weight":
             out[f"{original}.lora_down.weight"] = tensor.contiguous()
         elif part == "B.weight":
@@ -59,9 +60,9 @@ def to_comfy_state_dict(lora: ReCaptureLoRA, layers_per_block: int) -> dict[str,
     return out
 
 
-def export_comfy_lora(lora: ReCaptureLoRA, layers_per_block: int, path: Path) -> None:
+def export_comfy_lora(lora: ReCaptureLoRA, path: Path) -> None:
     from safetensors.torch import save_file
 
-    tensors = to_comfy_state_dict(lora, layers_per_block)
+    tensors = to_comfy_state_dict(lora)
     metadata = {"recapture_kind": lora.kind, "recapture_backbone": lora.backbone_name}
     atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=metadata))

@@ -128,7 +128,8 @@ class _Trainer:
                 state = extract_state_dict(unet, "rc_trainable")
         tail = losses[-min(10, len(losses)):]
         return ReCaptureLoRA(kind=kind, rank=s.rank, alpha=s.alpha, targets=KINDS[kind], state_dict=state, backbone_architecture=self.backbone.architecture_id,
-                             backbone_weights=self.backbone.weights_id, backbone_name=self.backbone.name, steps=s.steps,
+                             backbone_weights=self.backbone.weights_id, backbone_name=self.backbone.name,
+                             layers_per_block=int(self.backbone.unet.config.layers_per_block), steps=s.steps,
                              final_loss=sum(tail) / len(tail), settings={**asdict(s), "losses": losses})
 
 
@@ -180,7 +181,8 @@ def train_temporal_lora(backbone, anchor: torch.Tensor, valid_mask: torch.Tensor
         spatial_lora.check_backbone(backbone, "spatial_lora")
         if spatial_lora.kind != "spatial":
             raise ReCaptureInputError("spatial_lora", f"is a {spatial_lora.kind} LoRA", "Connect SpatialLoRATrain's output.")
-    latent_mask = latent_valid_mask(valid_mask.expand(anchor.shape[0], -1, -1), backbone.vae_factor)
+    with torch.inference_mode(False):  # ComfyUI runs nodes in inference mode; the loss needs normal tensors
+        latent_mask = latent_valid_mask(valid_mask.clone().expand(anchor.shape[0], -1, -1), backbone.vae_factor)
     if latent_mask.sum() == 0:
         raise ReCaptureInputError("valid_mask", "has no valid region at the model's resolution (no "
                                   f"{backbone.vae_factor}x{backbone.vae_factor} block of valid pixels)",
