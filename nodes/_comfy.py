@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import comfy.model_management as model_management
@@ -47,6 +48,19 @@ def offload_device():
 
 def check_interrupt() -> None:
     model_management.throw_exception_if_processing_interrupted()
+
+
+@contextmanager
+def backbone_on_device(backbone):
+    """Make room through ComfyUI (it unloads its own models as needed), run on its device, offload after."""
+    target = device()
+    model_management.free_memory(backbone.weight_bytes() * 3, target)
+    backbone.to(target)
+    try:
+        yield target
+    finally:
+        backbone.to(offload_device())
+        model_management.soft_empty_cache()
 
 
 def progress(total: int):

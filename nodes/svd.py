@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,19 +40,6 @@ def _svd_folders() -> list[str]:
 def _lora_files() -> list[str]:
     return [name for name in folder_paths.get_filename_list("loras")
             if name.replace("\\", "/").startswith(f"{LORA_SUBFOLDER}/") and not name.endswith(f"{COMFY_SUFFIX}.safetensors")]
-
-
-@contextmanager
-def _backbone_on_device(backbone):
-    """Make room through ComfyUI (it unloads its own models as needed), run on its device, offload after."""
-    device = _comfy.device()
-    _comfy.model_management.free_memory(backbone.weight_bytes() * 3, device)
-    backbone.to(device)
-    try:
-        yield device
-    finally:
-        backbone.to(_comfy.offload_device())
-        _comfy.model_management.soft_empty_cache()
 
 
 def _training_inputs():
@@ -154,7 +140,7 @@ class ReCaptureSpatialLoRATrain:
         if lora is None:
             settings.check()
             backbone.check_frames(frames, "frames")
-            with _backbone_on_device(backbone) as device:
+            with _comfy.backbone_on_device(backbone) as device:
                 lora = train_spatial_lora(backbone, frames, settings, device=device,
                                           progress=_progress_with_loss(settings.steps, "spatial LoRA"),
                                           check_interrupt=_comfy.check_interrupt)
@@ -195,7 +181,7 @@ class ReCaptureMaskedTemporalLoRATrain:
                           backbone.weights_id, spatial_key)
         lora = _trained.get(key)
         if lora is None:
-            with _backbone_on_device(backbone) as device:
+            with _comfy.backbone_on_device(backbone) as device:
                 lora = train_temporal_lora(backbone, anchor, valid_mask, settings, spatial_lora, device=device,
                                            progress=_progress_with_loss(settings.steps, "temporal LoRA"),
                                            check_interrupt=_comfy.check_interrupt)

@@ -80,3 +80,41 @@ def test_a_frame_size_the_backbone_cannot_take_is_refused_before_training(comfy_
         comfy_server.run(graph)
     assert failure.value.exception_message.startswith(
         "ReCapture: input 'frames': is 30x30, but this backbone needs width and height in multiples of 4.")
+
+
+SAMPLE = {"seed": 0, "steps": 2, "min_guidance": 1.0, "max_guidance": 3.0, "motion_bucket_id": 127, "fps": 7,
+          "noise_aug_strength": 0.02, "decode_chunk_size": 4, "window": 0, "overlap": 4}
+
+
+def test_end_to_end_recapture_to_a_saved_animation(comfy_server, frame_names):
+    frame, _, depth = frame_names
+    graph = {
+        **clip("1", frame, frames=5), **clip("2", depth, frames=5),
+        "3": {"class_type": "ReCaptureSVDLoader", "inputs": {"model": "tiny-svd", "dtype": "fp32"}},
+        "4": {"class_type": "ReCaptureDepthFromImage",
+              "inputs": {"depth_image": ["2", 0], "reading": "depth, bright = far", "near": 0.5, "far": 20.0,
+                         "temporal_consistency": False, "frames": ["1", 0]}},
+        "5": {"class_type": "ReCaptureCameraTrajectory",
+              "inputs": {"preset": "truck left", "amount": 0.1, "easing": "ease-in-out", "num_frames": 5,
+                         "hfov_deg": 60.0, "subject_distance": 1.0, "depth": ["4", 0]}},
+        "6": {"class_type": "ReCapturePointCloudWarp",
+              "inputs": {"frames": ["1", 0], "trajectory": ["5", 0], "depth": ["4", 0], "match_subject_distance": True,
+                         "edge_threshold": 0.05, "hole_dilation": 0, "hole_fill": "black", "warn_above": 0.35}},
+        "7": {"class_type": "ReCaptureSpatialLoRATrain", "inputs": {"backbone": ["3", 0], "frames": ["1", 0], **TRAIN,
+                                                                   "frames_per_step": 2}},
+        "8": {"class_type": "ReCaptureMaskedTemporalLoRATrain",
+              "inputs": {"backbone": ["3", 0], "anchor": ["6", 0], "valid_mask": ["6", 1], "spatial_lora": ["7", 0], **TRAIN}},
+        "9": {"class_type": "ReCaptureDualLoRASample",
+              "inputs": {"backbone": ["3", 0], "anchor": ["6", 0], "temporal_lora": ["8", 0], "spatial_lora": ["7", 0],
+                         "temporal_strength": 1.0, "spatial_strength": 1.0, "start_strength": 1.0, **SAMPLE}},
+        "10": {"class_type": "ReCaptureSDEditRefine",
+               "inputs": {"backbone": ["3", 0], "frames": ["9", 0], "spatial_lora": ["7", 0], "strength": 0.3,
+                          "spatial_strength": 1.0, **SAMPLE}},
+        "11": {"class_type": "SaveAnimatedPNG",
+               "inputs": {"images": ["10", 0], "filename_prefix": "recapture_test/reshoot", "fps": 7.0, "compress_level": 4}},
+    }
+    entry = comfy_server.run(graph, timeout_s=900)
+    [path] = comfy_server.output_files(entry, "11")
+    with Image.open(path) as animation:
+        assert animation.size == (32, 32)
+        assert animation.n_frames == 5

@@ -73,19 +73,26 @@ def edm_coefficients(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     return c_in, c_skip, c_out, c_noise
 
 
-def denoise(backbone, noisy: torch.Tensor, sigma: torch.Tensor, cond_latents: torch.Tensor, embeds: torch.Tensor,
-            time_ids: torch.Tensor) -> torch.Tensor:
-    """The model's estimate of the clean latents ``[B, F, 4, h, w]`` from ``noisy`` at ``sigma [B]``.
+def unet_output(backbone, scaled_noisy: torch.Tensor, timestep: torch.Tensor, cond_latents: torch.Tensor,
+                embeds: torch.Tensor, time_ids: torch.Tensor) -> torch.Tensor:
+    """Raw UNet output (v) ``[B, F, 4, h, w]`` for input already scaled by c_in, at ``timestep`` (= c_noise).
 
     ``cond_latents`` ``[B, 4, h, w]`` is repeated over the F frames and concatenated on channels.
     """
     unet = backbone.unet
-    c_in, c_skip, c_out, c_noise = edm_coefficients(sigma.view(-1, 1, 1, 1, 1))
-    frames = noisy.shape[1]
-    model_input = torch.cat([noisy * c_in, repeat(cond_latents, "b c h w -> b f c h w", f=frames).to(noisy.dtype)], dim=2)
+    frames = scaled_noisy.shape[1]
+    model_input = torch.cat([scaled_noisy, repeat(cond_latents, "b c h w -> b f c h w", f=frames).to(scaled_noisy.dtype)], dim=2)
     dtype = next(unet.parameters()).dtype
-    prediction = unet(model_input.to(dtype), c_noise.reshape(-1).to(dtype), encoder_hidden_states=embeds.to(dtype),
-                      added_time_ids=time_ids.to(dtype)).sample
+    timestep = torch.as_tensor(timestep, device=scaled_noisy.device).reshape(-1).to(dtype)
+    return unet(model_input.to(dtype), timestep, encoder_hidden_states=embeds.to(dtype),
+                added_time_ids=time_ids.to(dtype)).sample
+
+
+def denoise(backbone, noisy: torch.Tensor, sigma: torch.Tensor, cond_latents: torch.Tensor, embeds: torch.Tensor,
+            time_ids: torch.Tensor) -> torch.Tensor:
+    """The model's estimate of the clean latents ``[B, F, 4, h, w]`` from ``noisy`` at ``sigma [B]``."""
+    c_in, c_skip, c_out, c_noise = edm_coefficients(sigma.view(-1, 1, 1, 1, 1))
+    prediction = unet_output(backbone, noisy * c_in, c_noise.reshape(-1), cond_latents, embeds, time_ids)
     return prediction.float() * c_out + noisy.float() * c_skip
 
 
