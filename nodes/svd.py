@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import folder_paths
+import torch
 
 from ..recapture_core.cache import LRUCache, content_key
 from ..recapture_core.errors import ReCaptureInputError
@@ -109,6 +110,41 @@ class ReCaptureSVDLoader:
         except FileNotFoundError as err:
             raise ReCaptureInputError("model", str(err), HELP) from None
         return (load_diffusers_svd(folder, dtype),)
+
+
+class ReCaptureSVDCheckpointLoader:
+    DESCRIPTION = ("Load Stable Video Diffusion from the single-file checkpoint ComfyUI users already have "
+                   "(svd.safetensors / svd_xt.safetensors in models/checkpoints), with architecture configs that ship "
+                   "with this pack. Never downloads.")
+    CATEGORY = "ReCapture/loaders"
+    FUNCTION = "load"
+    FOLDER_LISTS = ("ckpt_name", "architecture")  # choices listed from folders at request time
+    RETURN_TYPES = ("RECAPTURE_BACKBONE",)
+    RETURN_NAMES = ("backbone",)
+    OUTPUT_TOOLTIPS = ("The video diffusion model, shared by the trainers and samplers (they never modify it).",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "ckpt_name": (folder_paths.get_filename_list("checkpoints"), {"tooltip": "The SVD or SVD-XT checkpoint."}),
+            "architecture": (["auto", "svd", "svd_xt", *(f"like {name}" for name in _svd_folders())],
+                             {"default": "auto", "tooltip": "auto: SVD-XT (25 frames) when the file name contains 'xt', else SVD "
+                                                            "(14 frames). 'like <folder>': the architecture of a diffusers folder."}),
+            "dtype": (["fp16", "bf16", "fp32"], {"default": "fp16",
+                      "tooltip": "Weight precision: fp16 for GPUs, fp32 on the CPU (half precision is slow there)."}),
+        }}
+
+    def load(self, ckpt_name, architecture, dtype):
+        from ..recapture_core.svd.single_file import load_single_file_svd
+
+        path = Path(folder_paths.get_full_path_or_raise("checkpoints", ckpt_name))
+        configs = None
+        if architecture.startswith("like "):
+            configs = _comfy.model_subfolder_path("diffusers", architecture[len("like "):])
+            architecture = "auto"
+        with torch.inference_mode(False):
+            backbone = load_single_file_svd(path, dtype, architecture, configs=configs)
+        return (backbone,)
 
 
 class ReCaptureSpatialLoRATrain:
@@ -247,6 +283,7 @@ class ReCaptureLoRALoad:
 
 NODE_CLASS_MAPPINGS = {
     "ReCaptureSVDLoader": ReCaptureSVDLoader,
+    "ReCaptureSVDCheckpointLoader": ReCaptureSVDCheckpointLoader,
     "ReCaptureSpatialLoRATrain": ReCaptureSpatialLoRATrain,
     "ReCaptureMaskedTemporalLoRATrain": ReCaptureMaskedTemporalLoRATrain,
     "ReCaptureLoRASave": ReCaptureLoRASave,
@@ -254,6 +291,7 @@ NODE_CLASS_MAPPINGS = {
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ReCaptureSVDLoader": "SVD Loader (ReCapture)",
+    "ReCaptureSVDCheckpointLoader": "SVD Checkpoint Loader (ReCapture)",
     "ReCaptureSpatialLoRATrain": "SpatialLoRATrain (ReCapture)",
     "ReCaptureMaskedTemporalLoRATrain": "MaskedTemporalLoRATrain (ReCapture)",
     "ReCaptureLoRASave": "Save ReCapture LoRA",

@@ -118,3 +118,18 @@ def test_end_to_end_recapture_to_a_saved_animation(comfy_server, frame_names):
     with Image.open(path) as animation:
         assert animation.size == (32, 32)
         assert animation.n_frames == 5
+
+
+def test_single_file_checkpoint_loader_feeds_training(comfy_server, frame_names):
+    frame, _, _ = frame_names
+    info = comfy_server.object_info()["ReCaptureSVDCheckpointLoader"]["input"]["required"]
+    assert "tiny_svd.safetensors" in info["ckpt_name"][0] and "like tiny-svd" in info["architecture"][0]
+    graph = {**clip("1", frame),
+             "3": {"class_type": "ReCaptureSVDCheckpointLoader",
+                   "inputs": {"ckpt_name": "tiny_svd.safetensors", "architecture": "like tiny-svd", "dtype": "fp32"}},
+             "6": {"class_type": "ReCaptureSpatialLoRATrain", "inputs": {"backbone": ["3", 0], "frames": ["1", 0], **TRAIN,
+                                                                        "frames_per_step": 2}},
+             "8": {"class_type": "ReCaptureLoRASave", "inputs": {"lora": ["6", 0], "filename_prefix": "single_file",
+                                                                "export_comfyui": False}}}
+    entry = comfy_server.run(graph)
+    assert entry["outputs"]["8"]["text"][0].endswith("single_file_spatial_00001.safetensors")

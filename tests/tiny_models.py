@@ -52,7 +52,20 @@ def populate_models(models_dir: Path) -> None:
     """Every tiny model the server tests need, under a ComfyUI ``models/`` folder."""
     for family in DEPTH_FAMILIES:
         make_depth_model(models_dir / "depth" / f"tiny-{family}", family)
-    make_svd_folder(models_dir / "diffusers" / "tiny-svd")
+    folder = make_svd_folder(models_dir / "diffusers" / "tiny-svd")
+    make_svd_checkpoint(folder, models_dir / "checkpoints" / "tiny_svd.safetensors")
+
+
+def make_svd_checkpoint(folder: Path, path: Path) -> Path:
+    """The tiny SVD of ``folder`` as an original-format single file (as svd_xt.safetensors is)."""
+    from safetensors.torch import save_file
+
+    from recapture_core.svd.backbone import load_diffusers_svd
+    from recapture_core.svd.single_file import to_original_state_dict
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(to_original_state_dict(load_diffusers_svd(folder, "fp32")), str(path))
+    return path
 
 
 # --- Stable Video Diffusion ---------------------------------------------------------------------------
@@ -76,7 +89,10 @@ def make_svd_components(num_frames: int = 14, seed: int = 0):
         addition_time_embed_dim=8, projection_class_embeddings_input_dim=24, layers_per_block=1,
         cross_attention_dim=32, num_attention_heads=(2, 4), num_frames=num_frames)
     vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
-                                       latent_channels=4, layers_per_block=1, sample_size=16)
+                                       latent_channels=4, layers_per_block=2, sample_size=16)  # 2: the decoder mid block has 2 resnets only then, as in SVD
+    with torch.no_grad():  # SVD's original VAE has no quant_conv: the diffusers one is the identity there
+        vae.quant_conv.weight.copy_(torch.eye(8).reshape(8, 8, 1, 1))
+        vae.quant_conv.bias.zero_()
     image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
         hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
         image_size=32, patch_size=8))

@@ -1,0 +1,276 @@
+"""Single-file SVD checkpoints (``svd.safetensors`` / ``svd_xt.safetensors``) <-> diffusers modules.
+
+diffusers 0.42 has no single-file support for Stable Video Diffusion, so the key conversion is
+written here, once per component, in the diffusers -> original direction; loading inverts the
+same table. The original checkpoint holds:
+
+* ``model.diffusion_model.*`` — the UNet in Stability's "sgm" layout (``input_blocks``,
+  ``middle_block``, ``output_blocks``; temporal parts under ``time_stack``),
+* ``first_stage_model.*`` — the VAE in the LDM layout with a temporal decoder,
+* ``conditioner.embedders.0.open_clip.model.visual.*`` — the OpenCLIP ViT-H image encoder.
+
+Architectures come from the diffusers configs shipped in ``configs/`` (nothing is looked up
+online); tests convert a tiny diffusers SVD to a single file and back, and check the names
+against ComfyUI's own loaders.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from ..errors import ReCaptureInputError
+from .backbone import DTYPES, SVDBackbone
+
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+CLIP_PREFIX = "conditioner.embedders.0.open_clip.model.visual."
+CONFIGS = Path(__file__).resolve().parent / "configs"
+VARIANTS = {"svd": 14, "svd_xt": 25}
+HELP = ("Put the single-file checkpoint you use with ComfyUI's SVD nodes (svd.safetensors or svd_xt.safetensors) under "
+        "models/checkpoints/.")
+
+_RES_SPATIAL = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
+                "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+
+
+# --- UNet ---------------------------------------------------------------------------------------------
+def _unet_resnet(rest: str) -> str:
+    if rest.startswith("time_mixer."):
+        return rest
+    part, _, tail = rest.partition(".")  # spatial_res_block | temporal_res_block
+    layer, _, leaf = tail.partition(".")
+    mapped = f"{_RES_SPATIAL[layer]}.{leaf}"
+    return mapped if part == "spatial_res_block" else f"time_stack.{mapped}"
+
+
+def _unet_attention(rest: str) -> str:
+    rest = re.sub(r"^temporal_transformer_blocks\.", "time_stack.", rest)
+    rest = re.sub(r"^time_pos_embed\.linear_1\.", "time_pos_embed.0.", rest)
+    return re.sub(r"^time_pos_embed\.linear_2\.", "time_pos_embed.2.", rest)
+
+
+def unet_key_to_original(key: str, layers_per_block: int, up_block_has_attention: list[bool]) -> str:
+    """diffusers ``UNetSpatioTemporalConditionModel`` state-dict key -> original (without prefix)."""
+    top = {"conv_in.": "input_blocks.0.0.", "time_embedding.linear_1.": "time_embed.0.",
+           "time_embedding.linear_2.": "time_embed.2.", "add_embedding.linear_1.": "label_emb.0.0.",
+           "add_embedding.linear_2.": "label_emb.0.2.", "conv_norm_out.": "out.0.", "conv_out.": "out.2."}
+    for source, target in top.items():
+        if key.startswith(source):
+            return target + key[len(source):]
+    step = layers_per_block + 1
+    if m := re.match(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", key):
+        i, kind, j, rest = int(m.group(1)), m.group(2), int(m.group(3)), m.group(4)
+        index = 1 + i * step + j
+        return f"input_blocks.{index}.0.{_unet_resnet(rest)}" if kind == "resnets" else f"input_blocks.{index}.1.{_unet_attention(rest)}"
+    if m := re.match(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)", key):
+        return f"input_blocks.{1 + int(m.group(1)) * step + layers_per_block}.0.op.{m.group(2)}"
+    if m := re.match(r"mid_block\.resnets\.(\d+)\.(.*)", key):
+        return f"middle_block.{2 * int(m.group(1))}.{_unet_resnet(m.group(2))}"
+    if m := re.match(r"mid_block\.attentions\.0\.(.*)", key):
+        return f"middle_block.1.{_unet_attention(m.group(1))}"
+    if m := re.match(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", key):
+        i, kind, j, rest = int(m.group(1)), m.group(2), int(m.group(3)), m.group(4)
+        index = i * step + j
+        return f"output_blocks.{index}.0.{_unet_resnet(rest)}" if kind == "resnets" else f"output_blocks.{index}.1.{_unet_attention(rest)}"
+    if m := re.match(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)", key):
+        i = int(m.group(1))
+        return f"output_blocks.{i * step + layers_per_block}.{2 if up_block_has_attention[i] else 1}.conv.{m.group(2)}"
+    raise KeyError(f"no original name for UNet key {key}")
+
+
+# --- VAE ------------------------------------------------------------------------------------------------
+_VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+_VAE_TEMPORAL = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3"}
+
+
+def _vae_resnet(rest: str) -> str:
+    if rest.startswith("time_mixer.mix_factor"):
+        return "mix_factor"
+    if rest.startswith("spatial_res_block."):
+        rest = rest[len("spatial_res_block."):]
+    elif rest.startswith("temporal_res_block."):
+        layer, _, leaf = rest[len("temporal_res_block."):].partition(".")
+        return f"time_stack.{_VAE_TEMPORAL[layer]}.{leaf}"
+    return rest.replace("conv_shortcut.", "nin_shortcut.")
+
+
+def vae_key_to_original(key: str, num_levels: int) -> str:
+    """diffusers ``AutoencoderKLTemporalDecoder`` key -> original LDM/sgm VAE key (without prefix)."""
+    fixed = {"encoder.conv_norm_out.": "encoder.norm_out.", "decoder.conv_norm_out.": "decoder.norm_out.",
+             "decoder.time_conv_out.": "decoder.conv_out.time_mix_conv."}
+    for source, target in fixed.items():
+        if key.startswith(source):
+            return target + key[len(source):]
+    if m := re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(.*)", key):
+        return f"{m.group(1)}.mid.attn_1.{_VAE_ATTENTION[m.group(2)]}.{m.group(3)}"
+    if m := re.match(r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.*)", key):
+        return f"{m.group(1)}.mid.block_{int(m.group(2)) + 1}.{_vae_resnet(m.group(3))}"
+    if m := re.match(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", key):
+        return f"encoder.down.{m.group(1)}.block.{m.group(2)}.{_vae_resnet(m.group(3))}"
+    if m := re.match(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.(.*)", key):
+        return f"encoder.down.{m.group(1)}.downsample.{m.group(2)}"
+    if m := re.match(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", key):
+        return f"decoder.up.{num_levels - 1 - int(m.group(1))}.block.{m.group(2)}.{_vae_resnet(m.group(3))}"
+    if m := re.match(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.(.*)", key):
+        return f"decoder.up.{num_levels - 1 - int(m.group(1))}.upsample.{m.group(2)}"
+    if re.match(r"(encoder|decoder)\.(conv_in|conv_out)\.", key) or key.startswith("quant_conv."):
+        return key
+    raise KeyError(f"no original name for VAE key {key}")
+
+
+def _is_vae_attention_matrix(key: str) -> bool:
+    return bool(re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$", key))
+
+
+# --- OpenCLIP image encoder --------------------------------------------------------------------------------
+def clip_key_to_original(key: str) -> tuple[str, int | None]:
+    """transformers ``CLIPVisionModelWithProjection`` key -> (OpenCLIP key, index of the q/k/v third or None)."""
+    fixed = {"vision_model.embeddings.class_embedding": "class_embedding",
+             "vision_model.embeddings.patch_embedding.weight": "conv1.weight",
+             "vision_model.embeddings.position_embedding.weight": "positional_embedding",
+             "vision_model.pre_layrnorm.weight": "ln_pre.weight", "vision_model.pre_layrnorm.bias": "ln_pre.bias",
+             "vision_model.post_layernorm.weight": "ln_post.weight", "vision_model.post_layernorm.bias": "ln_post.bias",
+             "visual_projection.weight": "proj"}
+    if key in fixed:
+        return fixed[key], None
+    m = re.match(r"vision_model\.encoder\.layers\.(\d+)\.(.*)\.(weight|bias)$", key)
+    if not m:
+        raise KeyError(f"no original name for CLIP key {key}")
+    layer, module, leaf = m.groups()
+    simple = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
+              "self_attn.out_proj": "attn.out_proj"}
+    if module in simple:
+        return f"transformer.resblocks.{layer}.{simple[module]}.{leaf}", None
+    third = {"self_attn.q_proj": 0, "self_attn.k_proj": 1, "self_attn.v_proj": 2}[module]
+    return f"transformer.resblocks.{layer}.attn.in_proj_{leaf}", third
+
+
+# --- whole checkpoints --------------------------------------------------------------------------------------
+def _unet_layout(unet) -> tuple[int, list[bool]]:
+    config = unet.config
+    return int(config.layers_per_block), [t.startswith("CrossAttn") for t in config.up_block_types]
+
+
+def to_original_state_dict(backbone: SVDBackbone) -> dict[str, torch.Tensor]:
+    """The backbone as one original-format state dict (what ``svd_xt.safetensors`` holds)."""
+    out = {}
+    layers, up_attention = _unet_layout(backbone.unet)
+    for key, tensor in backbone.unet.state_dict().items():
+        out[UNET_PREFIX + unet_key_to_original(key, layers, up_attention)] = tensor.contiguous()
+    levels = len(backbone.vae.config.block_out_channels)
+    for key, tensor in backbone.vae.state_dict().items():
+        if key.startswith("quant_conv."):
+            continue  # the original VAE has no quant_conv: it must be (and is checked to be) the identity
+        out[VAE_PREFIX + vae_key_to_original(key, levels)] = (tensor[..., None, None] if _is_vae_attention_matrix(key)
+                                                              else tensor).contiguous()
+    qkv: dict[str, list] = {}
+    for key, tensor in backbone.image_encoder.state_dict().items():
+        if key.endswith("position_ids"):
+            continue
+        name, third = clip_key_to_original(key)
+        if third is None:
+            out[CLIP_PREFIX + name] = (tensor.t() if name == "proj" else tensor).contiguous()
+        else:
+            qkv.setdefault(name, [None] * 3)[third] = tensor
+    for name, parts in qkv.items():
+        out[CLIP_PREFIX + name] = torch.cat(parts).contiguous()
+    return out
+
+
+def _fill(module: torch.nn.Module, source: dict, describe: str, mapping, transform) -> None:
+    """Assign tensors from ``source`` (original keys) to every state-dict entry of ``module``."""
+    state = {}
+    missing = []
+    for key, current in module.state_dict().items():
+        if key.endswith("position_ids"):
+            continue
+        original = mapping(key)
+        if original is None:
+            state[key] = transform(key, None, current)
+            continue
+        name = original[0] if isinstance(original, tuple) else original
+        if name not in source:
+            missing.append(name)
+            continue
+        tensor = transform(key, original, current).contiguous()
+        # A fresh, aligned, row-major copy: tensors read from the file can sit at unaligned
+        # addresses, which sends CPU kernels down other paths and changes results in the last bit.
+        if tensor.data_ptr() == source.get(name, tensor).data_ptr() or tensor.data_ptr() % 64:
+            tensor = tensor.clone(memory_format=torch.contiguous_format)
+        state[key] = tensor
+    if missing:
+        raise ReCaptureInputError("checkpoint", f"the {describe} lacks {len(missing)} weights, e.g. {missing[0]}",
+                                  "Use an SVD or SVD-XT checkpoint (svd.safetensors / svd_xt.safetensors). " + HELP)
+    result = module.load_state_dict(state, strict=False, assign=True)
+    unexpected = [k for k in result.missing_keys if not k.endswith("position_ids")]
+    if unexpected:
+        raise ReCaptureInputError("checkpoint", f"{describe}: {len(unexpected)} weights were not filled, e.g. {unexpected[0]}",
+                                  "The checkpoint does not match the SVD architecture.")
+
+
+def load_single_file_svd(path: Path, dtype: str = "fp16", variant: str = "auto", configs: Path | None = None,
+                         name: str | None = None) -> SVDBackbone:
+    """Load an original single-file SVD checkpoint into diffusers modules (configs from ``configs/<variant>``)."""
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from safetensors import safe_open
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    if dtype not in DTYPES:
+        raise ReCaptureInputError("dtype", f"unknown dtype {dtype!r}", f"Choose one of: {', '.join(DTYPES)}.")
+    if not path.is_file():
+        raise ReCaptureInputError("checkpoint", f"{path} does not exist", HELP)
+    if configs is None:
+        if variant == "auto":
+            variant = "svd_xt" if "xt" in path.name.lower() else "svd"
+        if variant not in VARIANTS:
+            raise ReCaptureInputError("variant", f"unknown variant {variant!r}", "Choose auto, svd or svd_xt.")
+        configs = CONFIGS / variant
+    with safe_open(str(path), framework="pt") as handle:
+        keys = list(handle.keys())
+        if not any(k.startswith(UNET_PREFIX + "input_blocks.1.0.time_stack.") for k in keys):
+            raise ReCaptureInputError("checkpoint", f"{path.name} is not a Stable Video Diffusion checkpoint (no temporal UNet layers)", HELP)
+        source = {k: handle.get_tensor(k) for k in keys if k.startswith((UNET_PREFIX, VAE_PREFIX, CLIP_PREFIX))}
+    target_dtype = DTYPES[dtype]
+    with torch.inference_mode(False):
+        with torch.device("meta"):
+            unet = UNetSpatioTemporalConditionModel.from_config(json.loads((configs / "unet" / "config.json").read_text()))
+            vae = AutoencoderKLTemporalDecoder.from_config(json.loads((configs / "vae" / "config.json").read_text()))
+            clip_config = CLIPVisionConfig.from_dict(json.loads((configs / "image_encoder" / "config.json").read_text()))
+            image_encoder = CLIPVisionModelWithProjection(clip_config)
+        layers, up_attention = _unet_layout(unet)
+        _fill(unet, source, "UNet", lambda k: UNET_PREFIX + unet_key_to_original(k, layers, up_attention),
+              lambda k, o, c: source[o].to(target_dtype))
+        levels = len(vae.config.block_out_channels)
+
+        def vae_source(key, original, current):
+            if original is None:  # quant_conv: identity, as the original VAE has none
+                return (torch.eye(current.shape[0]).reshape(current.shape) if key.endswith("weight")
+                        else torch.zeros(current.shape)).to(target_dtype)
+            tensor = source[original]
+            return (tensor[..., 0, 0] if _is_vae_attention_matrix(key) else tensor).to(target_dtype)
+
+        _fill(vae, source, "VAE", lambda k: None if k.startswith("quant_conv.") and VAE_PREFIX + "quant_conv.weight" not in source
+              else VAE_PREFIX + vae_key_to_original(k, levels), vae_source)
+
+        def clip_source(key, original, current):
+            name, third = original
+            tensor = source[name]
+            if third is not None:
+                size = tensor.shape[0] // 3
+                tensor = tensor[third * size:(third + 1) * size]
+            return (tensor.t() if name.endswith("proj") and name == CLIP_PREFIX + "proj" else tensor).to(target_dtype)
+
+        _fill(image_encoder, source, "image encoder",
+              lambda k: (CLIP_PREFIX + clip_key_to_original(k)[0], clip_key_to_original(k)[1]), clip_source)
+        embeddings = image_encoder.vision_model.embeddings
+        if embeddings.position_ids.is_meta:  # a non-persistent buffer: not in any checkpoint
+            embeddings.register_buffer("position_ids", torch.arange(embeddings.num_positions).expand((1, -1)),
+                                       persistent=False)
+    processor = CLIPImageProcessor.from_pretrained(configs / "feature_extractor", local_files_only=True)
+    scheduler_config = json.loads((configs / "scheduler" / "scheduler_config.json").read_text())
+    for module in (unet, vae, image_encoder):
+        module.eval().requires_grad_(False)
+    return SVDBackbone(unet, vae, image_encoder, processor, scheduler_config, target_dtype, name or path.stem)
