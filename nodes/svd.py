@@ -58,6 +58,11 @@ def _training_inputs():
     }
 
 
+TARGETS_INPUT = {"targets": ("STRING", {"default": "", "tooltip": "Regular expression over UNet module names the LoRA goes into. "
+                                                                   "Empty: the paper's (temporal: q/k/v/out of the temporal attention; "
+                                                                   "spatial: q/k/v/out of the spatial self-attention)."})}
+
+
 def _settings(**widgets):
     from ..recapture_core.svd.train import TrainSettings
 
@@ -165,7 +170,7 @@ class ReCaptureSpatialLoRATrain:
             **_training_inputs(),
             "frames_per_step": ("INT", {"default": 2, "min": 1, "max": 64,
                                         "tooltip": "Independent frames per step (a batch; frames never see each other)."}),
-        }}
+        }, "optional": TARGETS_INPUT}
 
     def train(self, backbone, frames, **widgets):
         from ..recapture_core.svd.train import train_spatial_lora
@@ -205,7 +210,8 @@ class ReCaptureMaskedTemporalLoRATrain:
                 "valid_mask": ("MASK", {"tooltip": "1 = pixel rendered from the source: only these count in the loss."}),
                 **_training_inputs(),
             },
-            "optional": {"spatial_lora": ("RECAPTURE_LORA", {"tooltip": "Optional: the spatial LoRA, applied and frozen during training."})},
+            "optional": {"spatial_lora": ("RECAPTURE_LORA", {"tooltip": "Optional: the spatial LoRA, applied and frozen during training."}),
+                         **TARGETS_INPUT},
         }
 
     def train(self, backbone, anchor, valid_mask, spatial_lora=None, **widgets):

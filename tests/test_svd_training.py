@@ -205,3 +205,16 @@ def test_training_works_under_comfyuis_inference_mode(backbone):
         spatial = train_spatial_lora(backbone, clip, FAST)
         temporal = train_temporal_lora(backbone, clip, valid, FAST, spatial_lora=spatial)
     assert temporal.steps == 2 and all(torch.isfinite(v).all() for v in temporal.state_dict.values())
+
+
+def test_custom_targets_are_honoured_and_bad_ones_rejected(backbone):
+    only_q = r".*temporal_transformer_blocks\.\d+\.attn1\.to_q"
+    lora = train_temporal_lora(backbone, smooth_clip(), torch.ones(4, 32, 32),
+                               TrainSettings(steps=1, rank=4, alpha=4.0, targets=only_q))
+    assert lora.targets == only_q
+    assert {k.rsplit(".lora_", 1)[0] for k in lora.state_dict} == set(target_modules(backbone.unet, "temporal", only_q))
+    assert all(k.split(".lora_")[0].endswith("attn1.to_q") for k in lora.state_dict)
+    for bad, needle in (("[", "not a valid regular expression"), ("nothing_like_this", "matches no Linear module")):
+        with pytest.raises(ReCaptureInputError, match=needle) as err:
+            train_spatial_lora(backbone, smooth_clip(), TrainSettings(steps=1, rank=4, targets=bad))
+        assert err.value.input_name == "targets"

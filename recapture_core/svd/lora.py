@@ -71,15 +71,30 @@ class AdapterSpec:
     state_dict: dict[str, torch.Tensor] | None = None
     strength: float = 1.0
     trainable: bool = False
+    targets: str = ""  # regex over module names; empty: the kind's default (KINDS)
+
+    @property
+    def pattern(self) -> str:
+        return self.targets or KINDS[self.kind]
 
     @classmethod
     def from_lora(cls, name: str, lora: ReCaptureLoRA, strength: float = 1.0) -> "AdapterSpec":
-        return cls(name, lora.kind, lora.rank, lora.alpha, lora.state_dict, strength, trainable=False)
+        return cls(name, lora.kind, lora.rank, lora.alpha, lora.state_dict, strength, trainable=False, targets=lora.targets)
 
 
-def target_modules(unet: torch.nn.Module, kind: str) -> list[str]:
-    pattern = re.compile(KINDS[kind])
-    return [name for name, _ in unet.named_modules() if pattern.fullmatch(name)]
+def target_modules(unet: torch.nn.Module, kind: str, targets: str = "") -> list[str]:
+    """Names of the UNet's Linear modules an adapter of ``kind`` goes into (``targets`` overrides the default)."""
+    try:
+        pattern = re.compile(targets or KINDS[kind])
+    except re.error as err:
+        raise ReCaptureInputError("targets", f"is not a valid regular expression ({err})",
+                                  "Leave it empty for the paper's targets.") from None
+    found = [name for name, module in unet.named_modules() if pattern.fullmatch(name) and isinstance(module, torch.nn.Linear)]
+    if not found:
+        raise ReCaptureInputError("targets", f"matches no Linear module of the UNet ({targets or KINDS[kind]!r})",
+                                  "Leave it empty for the paper's targets, or match names like "
+                                  "'down_blocks.0.attentions.0.temporal_transformer_blocks.0.attn1.to_q'.")
+    return found
 
 
 @contextmanager
@@ -107,8 +122,8 @@ def adapters_attached(unet: torch.nn.Module, specs: list[AdapterSpec], gradient_
     try:
         with torch.inference_mode(False), torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
-            configs = {s.name: LoraConfig(r=s.rank, lora_alpha=s.alpha, target_modules=KINDS[s.kind], lora_dropout=0.0,
-                                          init_lora_weights=True) for s in specs}
+            configs = {s.name: LoraConfig(r=s.rank, lora_alpha=s.alpha, target_modules=target_modules(unet, s.kind, s.targets),
+                                          lora_dropout=0.0, init_lora_weights=True) for s in specs}
             lora_model = LoraModel(unet, {specs[0].name: configs[specs[0].name]}, specs[0].name)
             for spec in specs[1:]:
                 lora_model.peft_config[spec.name] = configs[spec.name]

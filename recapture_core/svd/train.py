@@ -44,6 +44,7 @@ class TrainSettings:
     noise_aug_strength: float = 0.02
     p_mean: float = 0.7  # log-normal σ, as in SVD's training
     p_std: float = 1.6
+    targets: str = ""  # regex over UNet module names; empty: the paper's targets for the kind
     gradient_checkpointing: bool = True
     mixed_precision: str = "auto"  # "auto": bf16 autocast on CUDA, none on the CPU; or "no", "bf16", "fp16"
 
@@ -127,7 +128,7 @@ class _Trainer:
                         self.progress(step + 1, s.steps, losses[-1])
                 state = extract_state_dict(unet, "rc_trainable")
         tail = losses[-min(10, len(losses)):]
-        return ReCaptureLoRA(kind=kind, rank=s.rank, alpha=s.alpha, targets=KINDS[kind], state_dict=state, backbone_architecture=self.backbone.architecture_id,
+        return ReCaptureLoRA(kind=kind, rank=s.rank, alpha=s.alpha, targets=s.targets or KINDS[kind], state_dict=state, backbone_architecture=self.backbone.architecture_id,
                              backbone_weights=self.backbone.weights_id, backbone_name=self.backbone.name,
                              layers_per_block=int(self.backbone.unet.config.layers_per_block), steps=s.steps,
                              final_loss=sum(tail) / len(tail), settings={**asdict(s), "losses": losses})
@@ -154,7 +155,8 @@ def train_spatial_lora(backbone, frames: torch.Tensor, settings: TrainSettings =
         picks = torch.randperm(frames.shape[0], generator=trainer.generator)[:count]
         return latents[picks][None], prompt, embeds
 
-    return trainer.run([AdapterSpec("rc_trainable", "spatial", settings.rank, settings.alpha, trainable=True)],
+    return trainer.run([AdapterSpec("rc_trainable", "spatial", settings.rank, settings.alpha, trainable=True,
+                                    targets=settings.targets)],
                        sample_clip, spatial_only=True, kind="spatial")
 
 
@@ -204,7 +206,7 @@ def train_temporal_lora(backbone, anchor: torch.Tensor, valid_mask: torch.Tensor
         return (latents[start:start + window][None], prompts[start:start + 1].to(trainer.device),
                 embeds[start:start + 1], latent_mask[start:start + window])
 
-    specs = [AdapterSpec("rc_trainable", "temporal", settings.rank, settings.alpha, trainable=True)]
+    specs = [AdapterSpec("rc_trainable", "temporal", settings.rank, settings.alpha, trainable=True, targets=settings.targets)]
     if spatial_lora is not None:
         specs.insert(0, AdapterSpec.from_lora("rc_spatial", spatial_lora))
     return trainer.run(specs, sample_clip, spatial_only=False, kind="temporal")
