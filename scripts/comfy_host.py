@@ -71,6 +71,16 @@ def host_paths() -> dict[str, str]:
     return paths
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when its parent dies, so a killed test run
+    or demo never leaves a server behind (it runs in its own session, out of reach of the parent's signals)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -86,6 +96,17 @@ def make_base_directory(base_dir: Path) -> Path:
     if not link.exists():
         link.symlink_to(REPO, target_is_directory=True)
     return base_dir
+
+
+def copy_assets(base_dir: Path) -> list[Path]:
+    """Put the bundled sample clip (assets/) into a base directory's input folder (never overwriting)."""
+    copied = []
+    for asset in sorted((REPO / "assets").glob("*")):
+        target = base_dir / "input" / asset.name
+        if not target.exists():
+            target.write_bytes(asset.read_bytes())
+        copied.append(target)
+    return copied
 
 
 @dataclass
@@ -114,7 +135,7 @@ class ComfyServer:
         env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
         self.started_at = time.perf_counter()
         self.process = subprocess.Popen(cmd, cwd=self.comfy_dir, stdout=log_file, stderr=subprocess.STDOUT,
-                                        env=env, start_new_session=True)
+                                        env=env, start_new_session=True, preexec_fn=_die_with_parent)
         log_file.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

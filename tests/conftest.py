@@ -61,6 +61,7 @@ def server_base_dir(tmp_path_factory) -> Path:
 
     base = comfy_host.make_base_directory(tmp_path_factory.mktemp("comfy_base"))
     populate_models(base / "models")
+    comfy_host.copy_assets(base)
     return base
 
 

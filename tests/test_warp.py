@@ -9,7 +9,7 @@ from recapture_core.camera.presets import preset_trajectory
 from recapture_core.camera.trajectory import CameraTrajectory
 from recapture_core.errors import ReCaptureInputError
 from recapture_core.warp import feasibility_report, flying_pixels, warp_video
-from scenes import box_on_pixel_boundaries, psnr, render, visible_from_source
+from recapture_core.synthetic import box_on_pixel_boundaries, psnr, render, visible_from_source
 
 W, H = 320, 240
 

@@ -1,7 +1,8 @@
-"""The renderer of truth: analytic ray casting of a box in front of a textured wall.
+"""A procedural scene with exact geometry: analytic ray casting of a box in front of a textured wall.
 
-Everything is computed from the scene description, independently of the code under test:
-colour, z-depth and, for a moved camera, which pixels show surface the source camera never saw.
+Used as the renderer of truth in the tests (colour, z-depth and, for a moved camera, which pixels
+show surface the source camera never saw, all computed from the scene description alone,
+independently of the warp) and to make the bundled sample clip with its exact depth.
 Pixel centres sit at integer coordinates, as in kornia's depth_to_3d_v2.
 """
 from __future__ import annotations
@@ -104,3 +105,22 @@ def box_on_pixel_boundaries(K: torch.Tensor, z_front: float, columns: tuple[int,
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = float(((a.to(torch.float64) - b.to(torch.float64)) ** 2).mean())
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def sample_clip(num_frames: int = 14, width: int = 320, height: int = 192, hfov_deg: float = 60.0):
+    """The bundled demo clip: a box gliding and bobbing in front of a textured wall, static camera.
+
+    Returns IMAGE frames ``[F, H, W, 3]`` in 0..1 and their exact z-depth ``[F, H, W]``.
+    """
+    from .camera.conventions import intrinsics_matrix, normalized_intrinsics_from_hfov
+
+    K = intrinsics_matrix(normalized_intrinsics_from_hfov(hfov_deg).double(), width, height)
+    frames, depths = [], []
+    for i in range(num_frames):
+        t = i / max(num_frames - 1, 1)
+        dx, dy = -0.5 + 0.9 * t, 0.12 * math.sin(2 * math.pi * t)
+        scene = BoxScene(wall_z=5.0, box_min=(-0.45 + dx, -0.35 + dy, 2.6), box_max=(0.25 + dx, 0.35 + dy, 3.3))
+        colour, depth, _ = render(scene, torch.eye(4, dtype=torch.float64), K, width, height)
+        frames.append(colour.float())
+        depths.append(depth.float())
+    return torch.stack(frames), torch.stack(depths)

@@ -1,0 +1,197 @@
+"""The sample workflows, defined once: API-format graphs plus the notes shown on the canvas.
+
+``scripts/build_workflows.py`` turns each into the UI format with ComfyUI's own frontend (in
+headless Chromium) and writes ``workflows/<name>.json``; the demo runs the API graphs directly.
+Every graph starts from the bundled sample clip in ``assets/`` (copied into ComfyUI's input
+folder) and uses ComfyUI's core video nodes, so no other pack is needed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SAMPLE_VIDEO = "recapture_sample.mp4"
+SAMPLE_DEPTH = "recapture_sample_depth.png"
+SVD_FOLDER = "stable-video-diffusion-img2vid-xt"
+SVD_CHECKPOINT = "svd_xt.safetensors"
+
+MODELS_NOTE = (
+    "Models (nothing is downloaded):\n"
+    f"- SVD-XT as a diffusers folder: ComfyUI/models/diffusers/{SVD_FOLDER}/ (model_index.json, unet/, vae/, "
+    "image_encoder/, feature_extractor/, scheduler/)\n"
+    f"- or the single file you already use: ComfyUI/models/checkpoints/{SVD_CHECKPOINT}\n"
+    "- optional depth models: transformers folders in ComfyUI/models/depth/ (Depth Anything V2, DPT, ZoeDepth)\n"
+    "LoRAs are saved to ComfyUI/models/loras/recapture/.")
+VIDEO_NOTE = (
+    "Your video: pick it in Load Video (or use VideoHelperSuite's Load Video: its IMAGE output plugs into the same "
+    "sockets; VHS Video Combine can replace Create Video + Save Video). Frame sides must be multiples of 64 for SVD "
+    "(1024x576 is what SVD-XT was trained on). The sample clip is 320x192 with exact depth in "
+    f"{SAMPLE_DEPTH} (metric, 1.5..6.0, bright = far).")
+CAMERA_NOTE = (
+    "Camera: the target camera relative to each frame's source camera (OpenCV axes: x right, y down, z forward). "
+    "Moves are in subject distances; with depth connected the subject distance is the depth's central median. "
+    "Check the path in the preview before any long work.")
+
+
+@dataclass
+class Workflow:
+    name: str
+    title: str
+    graph: dict
+    notes: list[str] = field(default_factory=list)
+    needs_models: bool = True
+
+
+def _video_in() -> dict:
+    return {
+        "video": {"class_type": "LoadVideo", "inputs": {"file": SAMPLE_VIDEO}},
+        "components": {"class_type": "GetVideoComponents", "inputs": {"video": ["video", 0]}},
+    }
+
+
+def _depth_from_file() -> dict:
+    return {
+        "depth_file": {"class_type": "LoadImage", "inputs": {"image": SAMPLE_DEPTH}},
+        "depth": {"class_type": "ReCaptureDepthFromImage",
+                  "inputs": {"depth_image": ["depth_file", 0], "reading": "metric: near..far, bright = far", "near": 1.5,
+                             "far": 6.0, "temporal_consistency": False, "frames": ["components", 0]}},
+    }
+
+
+def _camera(node: str, preset: str, amount: float, with_depth: bool = True) -> dict:
+    inputs = {"preset": preset, "amount": amount, "easing": "ease-in-out", "num_frames": 14, "hfov_deg": 60.0,
+              "subject_distance": 3.0, "frames": ["components", 0]}
+    if with_depth:
+        inputs["depth"] = ["depth", 0]
+    return {node: {"class_type": "ReCaptureCameraTrajectory", "inputs": inputs}}
+
+
+def _warp(node: str, camera: str, depth_input: dict) -> dict:
+    return {node: {"class_type": "ReCapturePointCloudWarp",
+                   "inputs": {"frames": ["components", 0], "trajectory": [camera, 0], "match_subject_distance": True,
+                              "edge_threshold": 0.05, "hole_dilation": 1, "hole_fill": "black", "warn_above": 0.35,
+                              **depth_input}}}
+
+
+def _save_video(node: str, images: list, prefix: str) -> dict:
+    return {f"{node}_create": {"class_type": "CreateVideo", "inputs": {"images": images, "fps": 7.0}},
+            node: {"class_type": "SaveVideo", "inputs": {"video": [f"{node}_create", 0], "filename_prefix": prefix,
+                                                         "format": "auto", "codec": "auto"}}}
+
+
+def _anchor_outputs(warp: str, camera: str, prefix: str) -> dict:
+    return {
+        "camera_preview": {"class_type": "ReCaptureCameraPreview", "inputs": {"trajectory": [camera, 0], "width": 960, "height": 480}},
+        "save_camera_preview": {"class_type": "SaveImage", "inputs": {"images": ["camera_preview", 0], "filename_prefix": f"{prefix}/camera"}},
+        "hole_overlay": {"class_type": "ReCaptureMaskOverlay",
+                         "inputs": {"frames": [warp, 0], "mask": [warp, 2], "color": "magenta", "opacity": 0.6}},
+        **_save_video("save_anchor", [warp, 0], f"{prefix}/anchor"),
+        **_save_video("save_holes", ["hole_overlay", 0], f"{prefix}/holes"),
+        "report": {"class_type": "PreviewAny", "inputs": {"source": [warp, 3]}},
+    }
+
+
+def _training(prefix: str, suffix: str = "", warp: str = "warp", spatial: str = "spatial") -> dict:
+    return {
+        f"temporal{suffix}": {"class_type": "ReCaptureMaskedTemporalLoRATrain",
+                              "inputs": {"backbone": ["backbone", 0], "anchor": [warp, 0], "valid_mask": [warp, 1],
+                                         "spatial_lora": [spatial, 0], **TRAIN}},
+        f"sample{suffix}": {"class_type": "ReCaptureDualLoRASample",
+                            "inputs": {"backbone": ["backbone", 0], "anchor": [warp, 0], "temporal_lora": [f"temporal{suffix}", 0],
+                                       "spatial_lora": [spatial, 0], "temporal_strength": 1.0, "spatial_strength": 1.0,
+                                       "start_strength": 1.0, **SAMPLE}},
+        f"refine{suffix}": {"class_type": "ReCaptureSDEditRefine",
+                            "inputs": {"backbone": ["backbone", 0], "frames": [f"sample{suffix}", 0], "spatial_lora": [spatial, 0],
+                                       "strength": 0.3, "spatial_strength": 1.0, **SAMPLE}},
+        **_save_video(f"save_result{suffix}", [f"refine{suffix}", 0], f"{prefix}/reshot{suffix}"),
+    }
+
+
+TRAIN = {"steps": 400, "learning_rate": 5e-4, "rank": 16, "alpha": 16.0, "seed": 0, "gradient_checkpointing": True,
+         "mixed_precision": "auto"}
+SAMPLE = {"seed": 0, "steps": 25, "min_guidance": 1.0, "max_guidance": 3.0, "motion_bucket_id": 127, "fps": 7,
+          "noise_aug_strength": 0.02, "decode_chunk_size": 8, "window": 0, "overlap": 4}
+SPATIAL = {"spatial": {"class_type": "ReCaptureSpatialLoRATrain",
+                       "inputs": {"backbone": ["backbone", 0], "frames": ["components", 0], **TRAIN, "frames_per_step": 2}}}
+
+
+def anchor_preview() -> Workflow:
+    graph = {**_video_in(), **_depth_from_file(), **_camera("camera", "orbit left", 10.0),
+             **_warp("warp", "camera", {"depth": ["depth", 0]}), **_anchor_outputs("warp", "camera", "recapture/anchor_preview")}
+    return Workflow("6_anchor_preview", "ReCapture 6: anchor preview only (no diffusion, seconds)", graph, [
+        "Anchor preview: depth -> point cloud -> new camera, no diffusion model needed. Use it to choose a camera path: "
+        "the hole overlay shows (magenta) what the diffusion stage will have to invent, the report gives the hole "
+        "ratio per frame and warns when a move is too large.", VIDEO_NOTE, CAMERA_NOTE], needs_models=False)
+
+
+def full_diffusers() -> Workflow:
+    graph = {**_video_in(), **_depth_from_file(), **_camera("camera", "orbit left", 10.0),
+             **_warp("warp", "camera", {"depth": ["depth", 0]}), **_anchor_outputs("warp", "camera", "recapture/full"),
+             "backbone": {"class_type": "ReCaptureSVDLoader", "inputs": {"model": SVD_FOLDER, "dtype": "fp16"}},
+             **SPATIAL, **_training("recapture/full")}
+    return Workflow("1_recapture_pointcloud_diffusers", "ReCapture 1: full method, point-cloud anchor, SVD-XT diffusers folder",
+                    graph, ["ReCapture: anchor video from depth, then masked LoRA fine-tuning of SVD-XT (spatial LoRA on "
+                            "source frames, temporal LoRA on the anchor with the loss on valid pixels), sampling with both "
+                            "LoRAs and an SDEdit pass. Paper settings: rank 16, lr 5e-4, 400 steps.", MODELS_NOTE,
+                            VIDEO_NOTE, CAMERA_NOTE])
+
+
+def full_checkpoint() -> Workflow:
+    workflow = full_diffusers()
+    graph = dict(workflow.graph)
+    graph["backbone"] = {"class_type": "ReCaptureSVDCheckpointLoader",
+                         "inputs": {"ckpt_name": SVD_CHECKPOINT, "architecture": "auto", "dtype": "fp16"}}
+    return Workflow("2_recapture_pointcloud_checkpoint", "ReCapture 2: full method with the single-file svd_xt.safetensors",
+                    graph, workflow.notes[:1] + [f"Backbone: the single-file {SVD_CHECKPOINT} from ComfyUI/models/checkpoints "
+                                                 "(architecture 'auto' reads SVD-XT from 'xt' in the name)."] + workflow.notes[1:])
+
+
+def depth_from_other_pack() -> Workflow:
+    graph = {**_video_in(), "depth_file": {"class_type": "LoadImage", "inputs": {"image": SAMPLE_DEPTH}},
+             **_camera("camera", "dolly in", 0.2, with_depth=False),
+             **_warp("warp", "camera", {"depth_image": ["depth_file", 0], "reading": "metric: near..far, bright = far",
+                                        "near": 1.5, "far": 6.0}),
+             **_anchor_outputs("warp", "camera", "recapture/depth_from_pack")}
+    return Workflow("4_depth_from_another_pack", "ReCapture 4: depth maps from any other depth pack", graph, [
+        "Depth from another pack: replace 'Load Image (depth)' with any depth node's IMAGE output (Depth Anything, "
+        "MiDaS, Marigold, ZoeDepth preprocessors) and set PointCloudWarp's 'reading': most preprocessors give "
+        "'disparity, bright = near'. Without DEPTH connected, the camera's subject_distance widget gives the move's "
+        "scale, and match_subject_distance rescales it to the depth.", VIDEO_NOTE], needs_models=False)
+
+
+def train_once_render_many() -> Workflow:
+    graph = {**_video_in(), **_depth_from_file(),
+             "backbone": {"class_type": "ReCaptureSVDLoader", "inputs": {"model": SVD_FOLDER, "dtype": "fp16"}}, **SPATIAL}
+    for suffix, (preset, amount) in {"_orbit": ("orbit left", 10.0), "_dolly": ("dolly in", 0.2),
+                                     "_arc": ("arc right", 0.2)}.items():
+        graph.update(_camera(f"camera{suffix}", preset, amount))
+        graph.update(_warp(f"warp{suffix}", f"camera{suffix}", {"depth": ["depth", 0]}))
+        graph.update(_training("recapture/many", suffix, warp=f"warp{suffix}"))
+    return Workflow("5_train_once_render_many", "ReCapture 5: one spatial LoRA, three camera paths", graph, [
+        "Train once, render many: the spatial LoRA (appearance) depends only on the source video, so it is trained "
+        "once and shared; each camera path gets its own anchor video and temporal LoRA (the new motion). Re-running "
+        "with another path never retrains the spatial LoRA.", MODELS_NOTE, VIDEO_NOTE])
+
+
+WORKFLOWS = [full_diffusers, full_checkpoint, depth_from_other_pack, train_once_render_many, anchor_preview]
+
+
+def all_workflows() -> list[Workflow]:
+    return [make() for make in WORKFLOWS]
+
+
+def with_tiny_models(graph: dict, steps: int = 1, size: tuple[int, int] = (32, 24)) -> dict:
+    """The same graph on the tests' tiny models: frames scaled down to ``size``, very few steps."""
+    out = {}
+    if "components" in graph:
+        out["tiny_scale"] = {"class_type": "ImageScale", "inputs": {"image": ["components", 0], "upscale_method": "area",
+                                                                     "width": size[0], "height": size[1], "crop": "disabled"}}
+    for node_id, node in graph.items():
+        inputs = {name: (["tiny_scale", 0] if value == ["components", 0] else value) for name, value in node["inputs"].items()}
+        if node["class_type"] == "ReCaptureSVDLoader":
+            inputs.update(model="tiny-svd", dtype="fp32")
+        elif node["class_type"] == "ReCaptureSVDCheckpointLoader":
+            inputs.update(ckpt_name="tiny_svd.safetensors", architecture="like tiny-svd", dtype="fp32")
+        elif "steps" in inputs:
+            inputs["steps"] = steps
+        out[node_id] = {**node, "inputs": inputs}
+    return out
