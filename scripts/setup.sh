@@ -93,7 +93,17 @@ if [ "$(cat "$VENV/.recapture-deps" 2>/dev/null || true)" != "$DEPS_STAMP" ]; th
   echo "$DEPS_STAMP" > "$VENV/.recapture-deps"
 fi
 
-# --- 4. the base directory ComfyUI runs in ------------------------------------------------
+# --- 4. a browser for the workflow tests (Debian's chromium; Playwright drives it, never downloads one) ---
+if [ -z "${RECAPTURE_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's chromium for the browser tests"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    log "note: no chromium found; install Debian's 'chromium' package (or set RECAPTURE_CHROMIUM) for the browser tests"
+  fi
+fi
+
+# --- 5. the base directory ComfyUI runs in ------------------------------------------------
 BASE="$HOST/base"
 mkdir -p "$BASE/custom_nodes" "$BASE/input" "$BASE/output" "$BASE/user"
 ln -sfn "$REPO" "$BASE/custom_nodes/recapture"

@@ -50,7 +50,7 @@ def _video_in() -> dict:
 
 def _depth_from_file() -> dict:
     return {
-        "depth_file": {"class_type": "LoadImage", "inputs": {"image": SAMPLE_DEPTH}},
+        "depth_file": {"class_type": "LoadImage", "inputs": {"image": SAMPLE_DEPTH}, "_meta": {"title": "Load Image (depth)"}},
         "depth": {"class_type": "ReCaptureDepthFromImage",
                   "inputs": {"depth_image": ["depth_file", 0], "reading": "metric: near..far, bright = far", "near": 1.5,
                              "far": 6.0, "temporal_consistency": False, "frames": ["components", 0]}},
@@ -146,7 +146,8 @@ def full_checkpoint() -> Workflow:
 
 
 def depth_from_other_pack() -> Workflow:
-    graph = {**_video_in(), "depth_file": {"class_type": "LoadImage", "inputs": {"image": SAMPLE_DEPTH}},
+    graph = {**_video_in(), "depth_file": {"class_type": "LoadImage", "inputs": {"image": SAMPLE_DEPTH},
+                                           "_meta": {"title": "Load Image (depth)"}},
              **_camera("camera", "dolly in", 0.2, with_depth=False),
              **_warp("warp", "camera", {"depth_image": ["depth_file", 0], "reading": "metric: near..far, bright = far",
                                         "near": 1.5, "far": 6.0}),
@@ -179,14 +180,26 @@ def all_workflows() -> list[Workflow]:
     return [make() for make in WORKFLOWS]
 
 
+def numbered(graph: dict) -> dict:
+    """The graph with node ids 1..N (as ComfyUI numbers nodes), links rewritten accordingly."""
+    ids = {name: str(i) for i, name in enumerate(graph, start=1)}
+    out = {}
+    for name, node in graph.items():
+        inputs = {k: ([ids[v[0]], v[1]] if isinstance(v, list) else v) for k, v in node["inputs"].items()}
+        out[ids[name]] = {**node, "inputs": inputs}
+    return out
+
+
 def with_tiny_models(graph: dict, steps: int = 1, size: tuple[int, int] = (32, 24)) -> dict:
     """The same graph on the tests' tiny models: frames scaled down to ``size``, very few steps."""
     out = {}
-    if "components" in graph:
-        out["tiny_scale"] = {"class_type": "ImageScale", "inputs": {"image": ["components", 0], "upscale_method": "area",
-                                                                     "width": size[0], "height": size[1], "crop": "disabled"}}
+    video = [node_id for node_id, node in graph.items() if node["class_type"] == "GetVideoComponents"]
+    for node_id in video:
+        out[f"tiny_scale_{node_id}"] = {"class_type": "ImageScale", "inputs": {
+            "image": [node_id, 0], "upscale_method": "area", "width": size[0], "height": size[1], "crop": "disabled"}}
     for node_id, node in graph.items():
-        inputs = {name: (["tiny_scale", 0] if value == ["components", 0] else value) for name, value in node["inputs"].items()}
+        inputs = {name: ([f"tiny_scale_{value[0]}", 0] if isinstance(value, list) and value[0] in video and value[1] == 0
+                         else value) for name, value in node["inputs"].items()}
         if node["class_type"] == "ReCaptureSVDLoader":
             inputs.update(model="tiny-svd", dtype="fp32")
         elif node["class_type"] == "ReCaptureSVDCheckpointLoader":

@@ -1,0 +1,45 @@
+"""ComfyUI's real frontend in headless Chromium (Debian's package, driven by Playwright).
+
+Every request that is not to the local ComfyUI server is blocked, so nothing leaves the machine.
+Used by scripts/build_workflows.py (to save workflows exactly as the frontend does) and by the
+browser tests.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import contextmanager
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def chromium_path() -> str:
+    path = os.environ.get("RECAPTURE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        raise RuntimeError("Debian's chromium is not installed: run `bash scripts/setup.sh` as root, or "
+                           "`apt-get install chromium`, or set RECAPTURE_CHROMIUM")
+    return path
+
+
+@contextmanager
+def frontend(server_url: str, timeout_s: float = 120.0):
+    """A page with ComfyUI's frontend loaded from ``server_url`` and ``window.app`` ready."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server_url)
+                       else route.abort())
+            errors = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(server_url, wait_until="domcontentloaded", timeout=timeout_s * 1000)
+            page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph "
+                                   "&& Object.keys(LiteGraph.registered_node_types).length > 100",
+                                   timeout=timeout_s * 1000)
+            page.page_errors = errors
+            yield page
+        finally:
+            browser.close()

@@ -1,0 +1,63 @@
+"""Write workflows/*.json from scripts/workflow_defs.py, saved by ComfyUI's own frontend.
+
+    .venv/bin/python scripts/build_workflows.py
+
+Starts ComfyUI with the pack, opens its frontend in headless Chromium, loads each API graph
+(``app.loadApiJson``, which lays the nodes out), adds the notes, and writes what
+``app.graph.serialize()`` returns: the same file a user gets from "Save" in the menu.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+from browser import frontend  # noqa: E402
+from comfy_host import ComfyServer, copy_assets, host_paths, make_base_directory  # noqa: E402
+from workflow_defs import all_workflows, numbered  # noqa: E402
+
+LOAD_AND_SAVE = """
+async ([api, notes, title]) => {
+    await app.loadApiJson(api, title);
+    const nodes = app.graph._nodes;
+    // Seeds stay put: a sample workflow reproduces its result, and trainers reuse cached LoRAs.
+    for (const node of nodes) for (const w of node.widgets || []) if (w.name === "control_after_generate") w.value = "fixed";
+    const left = Math.min(...nodes.map(n => n.pos[0]));
+    const top = Math.min(...nodes.map(n => n.pos[1]));
+    notes.forEach((text, i) => {
+        const note = LiteGraph.createNode("Note");
+        note.title = i === 0 ? title : "Note";
+        note.widgets[0].value = text;
+        note.size = [420, 160];
+        note.pos = [left + i * 440, top - 220];
+        app.graph.add(note);
+    });
+    return app.graph.serialize();
+}
+"""
+
+
+def main() -> int:
+    paths = host_paths()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = make_base_directory(Path(tmp))
+        copy_assets(base)
+        with ComfyServer(comfy_dir=Path(paths["COMFYUI_DIR"]), base_dir=base, python=paths["RECAPTURE_PYTHON"]) as server:
+            with frontend(server.url) as page:
+                for workflow in all_workflows():
+                    saved = page.evaluate(LOAD_AND_SAVE, [numbered(workflow.graph), workflow.notes, workflow.title])
+                    saved.setdefault("extra", {})["recapture"] = {"needs_models": workflow.needs_models}
+                    out = REPO / "workflows" / f"{workflow.name}.json"
+                    out.write_text(json.dumps(saved, indent=1) + "\n")
+                    print(f"wrote {out.relative_to(REPO)} ({len(saved['nodes'])} nodes)")
+                if page.page_errors:
+                    print("frontend errors:", *page.page_errors, sep="\n  ")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

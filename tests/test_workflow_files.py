@@ -1,0 +1,143 @@
+"""The workflow files in workflows/: structure, widget values, and what the real frontend makes of them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from workflow_defs import all_workflows, numbered, with_tiny_models
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+DEFINITIONS = {w.name: w for w in all_workflows()}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+pytestmark = pytest.mark.server
+
+
+def test_every_definition_has_its_file_and_back():
+    assert {p.stem for p in WORKFLOWS} == set(DEFINITIONS)
+
+
+def widget_names(info: dict) -> list[tuple[str, dict | None]]:
+    """Widget values in the order the frontend saves them: inputs in order, plus the extra values
+    the frontend adds (a seed's control_after_generate, an upload button's label)."""
+    names = []
+    for section in ("required", "optional"):
+        for name in info.get("input_order", {}).get(section, []):
+            spec = info["input"][section][name]
+            kind = spec[0] if isinstance(spec[0], str) else "COMBO"
+            options = spec[1] if len(spec) > 1 else {}
+            if kind not in WIDGET_TYPES:
+                continue
+            names.append((name, spec))
+            if kind == "INT" and (options.get("control_after_generate") or name in ("seed", "noise_seed")):
+                names.append(("control_after_generate", None))
+            if options.get("image_upload") or options.get("video_upload") or options.get("upload"):
+                names.append(("upload", None))
+    return names
+
+
+def accepted(value, spec) -> bool:
+    kind = spec[0] if isinstance(spec[0], str) else "COMBO"
+    options = spec[1] if len(spec) > 1 else {}
+    if kind == "COMBO":
+        choices = spec[0] if isinstance(spec[0], list) else options.get("options", [])
+        return value in choices
+    if kind == "BOOLEAN":
+        return isinstance(value, bool)
+    if kind == "STRING":
+        return isinstance(value, str)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or (kind == "INT" and value != int(value)):
+        return False
+    return options.get("min", float("-inf")) <= value <= options.get("max", float("inf"))
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy_server):
+    return comfy_server.object_info()
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_structure_links_and_widget_values(path, object_info, pack):
+    workflow = json.loads(path.read_text())
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for link_id, origin, origin_slot, target, target_slot, kind in workflow["links"]:
+        assert link_id in (nodes[origin]["outputs"][origin_slot].get("links") or []), link_id
+        assert nodes[target]["inputs"][target_slot]["link"] == link_id, link_id
+        assert kind in (nodes[origin]["outputs"][origin_slot]["type"], "*")  # "*": into an any-type input
+    for node in nodes.values():
+        for slot in node.get("inputs", []):
+            if slot.get("link") is not None:
+                assert any(link[0] == slot["link"] for link in workflow["links"]), (node["id"], slot["name"])
+
+    definition = numbered(DEFINITIONS[path.stem].graph)
+    folder_lists = {name: getattr(cls, "FOLDER_LISTS", ()) for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+    for node in nodes.values():
+        if node["type"] == "Note":
+            continue
+        info = object_info[node["type"]]
+        names = widget_names(info)
+        values = node.get("widgets_values") or []
+        assert len(values) == len(names), (node["type"], values, names)
+        expected = definition[str(node["id"])]["inputs"]
+        for (name, spec), value in zip(names, values):
+            if spec is None:
+                continue
+            assert value == expected.get(name, value), (node["type"], name, value)
+            if name not in folder_lists.get(node["type"], ()):
+                assert accepted(value, spec), (node["type"], name, value)
+
+
+def test_the_pack_offers_its_workflows_as_templates(comfy_server):
+    templates = comfy_server.get_json("/api/workflow_templates")
+    assert sorted(templates.get("recapture", [])) == sorted(p.stem for p in WORKFLOWS)
+
+
+@pytest.fixture(scope="module")
+def frontend_results(comfy_server):
+    """Every workflow file loaded into the real frontend and converted to API format; the browser is
+    closed before any graph runs, so it does not compete with ComfyUI for the CPU."""
+    from browser import frontend
+
+    with frontend(comfy_server.url) as page:
+        results = {path.stem: page.evaluate(LOAD_AND_CONVERT, json.loads(path.read_text())) for path in WORKFLOWS}
+        errors = list(page.page_errors)
+    return results, errors
+
+
+LOAD_AND_CONVERT = """
+async (workflow) => {
+    await app.loadGraphData(workflow);
+    const missing = workflow.nodes.map(n => n.type).filter(t => !(t in LiteGraph.registered_node_types));
+    const prompt = await app.graphToPrompt();
+    return {missing, output: prompt.output};
+}
+"""
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_the_real_frontend_loads_each_workflow_and_its_graph_runs(path, frontend_results, comfy_server):
+    results, errors = frontend_results
+    result = results[path.stem]
+    assert result["missing"] == [] and errors == []
+    api = {node_id: {"class_type": node["class_type"], "inputs": node["inputs"]} for node_id, node in result["output"].items()}
+    definition = {node_id: {"class_type": node["class_type"], "inputs": node["inputs"]}
+                  for node_id, node in numbered(DEFINITIONS[path.stem].graph).items()}
+    info = comfy_server.object_info()
+    assert api.keys() == definition.keys()
+    for node_id, node in api.items():
+        expected = definition[node_id]
+        assert node["class_type"] == expected["class_type"]
+        declared = info[node["class_type"]]["input"]
+        for name, value in node["inputs"].items():
+            if name in expected["inputs"]:
+                assert value == expected["inputs"][name], (node_id, name)
+            elif name in declared.get("optional", {}):
+                # The frontend also sends optional widgets at their defaults.
+                assert value == declared["optional"][name][1].get("default"), (node_id, name, value)
+            else:
+                assert name not in declared.get("required", {}), (node_id, name)  # a frontend-only widget
+        assert set(expected["inputs"]) <= set(node["inputs"]), node_id
+    comfy_server.run(with_tiny_models(api), timeout_s=900)
