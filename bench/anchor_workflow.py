@@ -8,9 +8,6 @@ includes first-use costs (imports, kernels), reported apart from the steady runs
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -18,10 +15,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "scripts"))
 
 import workflow_defs  # noqa: E402
 from comfy_host import ComfyServer, copy_assets, host_paths, make_base_directory  # noqa: E402
+
+from _common import machine, write_result  # noqa: E402
 
 
 def main() -> int:
@@ -41,12 +41,10 @@ def main() -> int:
                 start = time.perf_counter()
                 server.run(graph)
                 times.append(time.perf_counter() - start)
-    result = {"bench": "anchor_workflow", "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    result = {"bench": "anchor_workflow", "machine": machine(),
               "clip": "assets/recapture_sample.mp4, 14 frames, 320x192",
               "first_run_s": times[0], "steady_runs_s": times[1:], "steady_median_s": statistics.median(times[1:])}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(result, args.out)
     return 0
 
 

@@ -11,9 +11,6 @@ per step and peak GPU memory for the whole sampling (goal: <= 24 GB).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
 import sys
 import tempfile
@@ -23,9 +20,12 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
+
+from _common import machine, write_result  # noqa: E402
 
 
 def tiny_cpu(steps: int) -> dict:
@@ -90,17 +90,14 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    result = {"bench": "sample", "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                            "torch": torch.__version__}}
+    result = {"bench": "sample", "machine": machine()}
     if args.full_size:
         result["full_size"] = full_size(args.device, args.steps)
         out = args.out or REPO / "bench" / "results" / "sample_gpu.json"
     else:
         result["tiny_cpu"] = tiny_cpu(args.steps)
         out = args.out or REPO / "bench" / "results" / "sample_cpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(result, out)
     return 0
 
 

@@ -11,9 +11,6 @@ memory.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,6 +19,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -30,6 +28,8 @@ SVD_XT_UNET = dict(sample_size=96, in_channels=8, out_channels=4, block_out_chan
                    up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
                    addition_time_embed_dim=256, projection_class_embeddings_input_dim=768, layers_per_block=2,
                    cross_attention_dim=1024, num_attention_heads=(5, 10, 20, 20), num_frames=25)
+
+from _common import machine, write_result  # noqa: E402
 
 
 def lora_parameter_counts(rank: int = 16) -> dict:
@@ -122,8 +122,7 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    result = {"bench": "train", "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                           "torch": torch.__version__},
+    result = {"bench": "train", "machine": machine(),
               "lora_parameters_svd_xt_rank16": lora_parameter_counts()}
     if args.full_size:
         result["full_size"] = full_size_step(args.device, args.steps)
@@ -131,9 +130,7 @@ def main() -> int:
     else:
         result["tiny_cpu"] = tiny_step_times(args.steps)
         out = args.out or REPO / "bench" / "results" / "train_cpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(result, out)
     return 0
 
 

@@ -10,9 +10,6 @@ run on the same frames in the same process, so their ratio is meaningful on a no
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,10 +17,13 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
 from recapture_core.camera.presets import preset_trajectory  # noqa: E402
 from recapture_core.warp import warp_video  # noqa: E402
+
+from _common import machine, write_result  # noqa: E402
 
 
 def per_point_loop(colors: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, world_to_target: torch.Tensor,
@@ -92,8 +92,7 @@ def main() -> int:
     figures = {
         "bench": "warp",
         "device": args.device if not args.device.startswith("cuda") else torch.cuda.get_device_name(),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                    "torch": torch.__version__},
+        "machine": machine(),
         "frames": args.frames, "height": args.height, "width": args.width,
         "seconds": seconds,
         "points_per_second": vectorised,
@@ -103,9 +102,7 @@ def main() -> int:
         "goal_points_per_second": 25e6,
         "note": "points = source pixels; each runs unprojection, footprint coverage tests, z-buffer and colour sampling",
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
+    write_result(figures, out)
     return 0
 
 

@@ -152,15 +152,20 @@ class ReCaptureSVDCheckpointLoader:
         return (backbone,)
 
 
-class ReCaptureSpatialLoRATrain:
+class _TrainerNode:
+    """Shared declarations of the two LoRA trainers."""
+
+    CATEGORY = "ReCapture/train"
+    FUNCTION = "train"
+    OUTPUT_TOOLTIPS = (LORA_TOOLTIP, "Rank, steps and the loss at the start and the end.")
+
+
+class ReCaptureSpatialLoRATrain(_TrainerNode):
     DESCRIPTION = ("Train the spatial LoRA: the self-attention of SVD's spatial blocks learns the source video's "
                    "appearance from random single frames, with the temporal layers switched off. Identical inputs "
                    "are not trained twice (results are cached by content).")
-    CATEGORY = "ReCapture/train"
-    FUNCTION = "train"
     RETURN_TYPES = ("RECAPTURE_LORA", "STRING")
     RETURN_NAMES = ("spatial_lora", "report")
-    OUTPUT_TOOLTIPS = (LORA_TOOLTIP, "Rank, steps and the loss at the start and the end.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -191,15 +196,12 @@ class ReCaptureSpatialLoRATrain:
         return (lora, _report(lora))
 
 
-class ReCaptureMaskedTemporalLoRATrain:
+class ReCaptureMaskedTemporalLoRATrain(_TrainerNode):
     DESCRIPTION = ("Train the temporal LoRA: the temporal attention of SVD learns the anchor video's motion with the "
                    "loss only on valid pixels (holes contribute exactly nothing). The spatial LoRA, if connected, is "
                    "applied and frozen underneath, as in the paper.")
-    CATEGORY = "ReCapture/train"
-    FUNCTION = "train"
     RETURN_TYPES = ("RECAPTURE_LORA", "STRING")
     RETURN_NAMES = ("temporal_lora", "report")
-    OUTPUT_TOOLTIPS = (LORA_TOOLTIP, "Rank, steps and the loss at the start and the end.")
 
     @classmethod
     def INPUT_TYPES(cls):

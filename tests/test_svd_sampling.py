@@ -9,6 +9,7 @@ from recapture_core.svd.backbone import load_diffusers_svd, state_fingerprint
 from recapture_core.svd.sample import (SampleSettings, blend_windows, dual_lora_sample, sdedit_refine, window_starts,
                                        window_weights)
 from recapture_core.svd.train import TrainSettings, train_spatial_lora, train_temporal_lora
+from helpers import Interrupted, interrupt_on_call
 from tiny_models import make_svd_folder
 
 FEW = SampleSettings(steps=3, seed=7)
@@ -100,18 +101,8 @@ def test_backbone_is_unchanged_after_sampling_and_after_an_interrupt(backbone, a
     sdedit_refine(backbone, anchor, spatial, settings=SampleSettings(steps=3, strength=0.5))
     assert state_fingerprint(backbone.unet) == before
 
-    class Interrupted(Exception):
-        pass
-
-    calls = []
-
-    def interrupt():
-        calls.append(1)
-        if len(calls) == 2:
-            raise Interrupted
-
     with pytest.raises(Interrupted):
-        dual_lora_sample(backbone, anchor, temporal, spatial, settings=FEW, check_interrupt=interrupt)
+        dual_lora_sample(backbone, anchor, temporal, spatial, settings=FEW, check_interrupt=interrupt_on_call(2))
     assert state_fingerprint(backbone.unet) == before and not hasattr(backbone.unet, "peft_config")
 
 

@@ -13,6 +13,7 @@ from recapture_core.svd.conditioning import temporal_layers_off
 from recapture_core.svd.lora import SPATIAL_TARGETS, TEMPORAL_TARGETS, target_modules
 from recapture_core.svd.lora_files import load_lora, save_lora
 from recapture_core.svd.train import TrainSettings, clip_loss, train_spatial_lora, train_temporal_lora
+from helpers import Interrupted, interrupt_on_call
 from tiny_models import make_svd_folder
 
 FAST = TrainSettings(steps=2, rank=4, alpha=4.0, learning_rate=1e-3, seed=3)
@@ -134,18 +135,8 @@ def test_the_backbone_is_left_exactly_as_it_was_on_success_error_and_interrupt(b
                             progress=fail_on_second_step)
     assert backbone_state(backbone) == before
 
-    class Interrupted(Exception):
-        pass
-
-    calls = []
-
-    def interrupt():
-        calls.append(1)
-        if len(calls) == 2:
-            raise Interrupted
-
     with pytest.raises(Interrupted):
-        train_spatial_lora(backbone, smooth_clip(), TrainSettings(steps=5, rank=4, alpha=4.0), check_interrupt=interrupt)
+        train_spatial_lora(backbone, smooth_clip(), TrainSettings(steps=5, rank=4, alpha=4.0), check_interrupt=interrupt_on_call(2))
     assert backbone_state(backbone) == before
 
 

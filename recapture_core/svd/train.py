@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
-from einops import rearrange
 
 from ..errors import ReCaptureInputError
 from ..masks import fill_holes
