@@ -1,0 +1,63 @@
+"""Pose conversion for object-centric multiview models, and fusion with the warp (recapture_core.multiview)."""
+from __future__ import annotations
+
+
+import pytest
+import torch
+
+from recapture_core.camera.poses import MoveParams, pose_from_params
+from recapture_core.camera.presets import preset_trajectory
+from recapture_core.errors import ReCaptureInputError
+from recapture_core.multiview import OrbitView, fuse_anchor, orbit_view, orbit_views, pose_from_orbit_view
+
+
+@pytest.mark.parametrize("preset, amount, expected", [
+    ("orbit left", 30.0, (0.0, 30.0)), ("orbit right", 45.0, (0.0, -45.0)),
+    ("orbit up", 20.0, (20.0, 0.0)), ("orbit down", 15.0, (-15.0, 0.0)), ("orbit left", 170.0, (0.0, 170.0)),
+])
+def test_orbits_convert_to_elevation_and_azimuth_in_closed_form(preset, amount, expected):
+    trajectory = preset_trajectory(preset, amount, 3, "linear", subject_distance=2.5)
+    views = orbit_views(trajectory)
+    assert views[0].elevation_deg == pytest.approx(0.0, abs=1e-12) and views[0].azimuth_deg == pytest.approx(0.0, abs=1e-12)
+    last = views[-1]
+    assert (last.elevation_deg, last.azimuth_deg) == pytest.approx(expected, abs=1e-9)
+    assert last.distance == pytest.approx(1.0, abs=1e-12) and last.look_error_deg == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dolly_changes_distance_and_pan_shows_up_as_look_error():
+    dolly = orbit_view(pose_from_params(MoveParams(dolly_in=0.25), 2.0), 2.0)
+    assert dolly.distance == pytest.approx(0.75) and dolly.azimuth_deg == pytest.approx(0.0)
+    pan = orbit_view(pose_from_params(MoveParams(pan_right=12.0), 2.0), 2.0)
+    assert pan.look_error_deg == pytest.approx(12.0) and pan.azimuth_deg == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("elevation", [-80.0, -30.0, 0.0, 25.0, 85.0])
+@pytest.mark.parametrize("azimuth", [-170.0, -60.0, 0.0, 45.0, 179.0])
+@pytest.mark.parametrize("distance", [0.5, 1.0, 1.7])
+def test_round_trip_view_pose_view(elevation, azimuth, distance):
+    view = OrbitView(elevation, azimuth, distance, 0.0)
+    back = orbit_view(pose_from_orbit_view(view, 3.0), 3.0)
+    assert (back.elevation_deg, back.azimuth_deg, back.distance) == pytest.approx((elevation, azimuth, distance), abs=1e-9)
+    assert back.look_error_deg == pytest.approx(0.0, abs=1e-5)
+
+
+def test_a_camera_on_the_pivot_is_rejected():
+    with pytest.raises(ReCaptureInputError, match="sits on the pivot"):
+        orbit_view(pose_from_params(MoveParams(dolly_in=1.0), 2.0), 2.0)
+
+
+def test_fusion_copies_valid_warp_pixels_bit_exactly_and_masks_partition_the_frame():
+    generator = torch.Generator().manual_seed(0)
+    warped = torch.rand(3, 6, 8, 3, generator=generator)
+    generated = torch.rand(3, 6, 8, 3, generator=generator)
+    valid = (torch.rand(3, 6, 8, generator=generator) > 0.4).float()
+    use = torch.tensor([True, False, True])
+    anchor, valid_mask, generated_mask, hole_mask = fuse_anchor(warped, valid, generated, use)
+    keep = valid > 0
+    assert torch.equal(anchor[keep], warped[keep])
+    fill = generated_mask > 0
+    assert torch.equal(anchor[fill], generated[fill])
+    assert torch.equal(valid_mask + generated_mask + hole_mask, torch.ones(3, 6, 8))
+    assert generated_mask[1].sum() == 0 and torch.equal(hole_mask[1], 1 - valid[1])
+    for mask in (valid_mask, generated_mask, hole_mask):
+        assert set(mask.unique().tolist()) <= {0.0, 1.0}
