@@ -261,10 +261,13 @@ def load_single_file_svd(path: Path, dtype: str = "fp16", variant: str = "auto",
             if third is not None:
                 size = tensor.shape[0] // 3
                 tensor = tensor[third * size:(third + 1) * size]
-            return (tensor.t() if name.endswith("proj") and name == CLIP_PREFIX + "proj" else tensor).to(target_dtype)
+            return (tensor.t() if name == CLIP_PREFIX + "proj" else tensor).to(target_dtype)
 
-        _fill(image_encoder, source, "image encoder",
-              lambda k: (CLIP_PREFIX + clip_key_to_original(k)[0], clip_key_to_original(k)[1]), clip_source)
+        def clip_name(key):
+            name, third = clip_key_to_original(key)
+            return CLIP_PREFIX + name, third
+
+        _fill(image_encoder, source, "image encoder", clip_name, clip_source)
         embeddings = image_encoder.vision_model.embeddings
         if embeddings.position_ids.is_meta:  # a non-persistent buffer: not in any checkpoint
             embeddings.register_buffer("position_ids", torch.arange(embeddings.num_positions).expand((1, -1)),
