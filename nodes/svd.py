@@ -159,6 +159,21 @@ class _TrainerNode:
     FUNCTION = "train"
     OUTPUT_TOOLTIPS = (LORA_TOOLTIP, "Rank, steps and the loss at the start and the end.")
 
+    @staticmethod
+    def _train_once(key, label, backbone, video, video_name, settings, train):
+        """Reuse a LoRA trained on identical inputs; else check what is cheap to check, move the backbone to
+        ComfyUI's device and call ``train(device, progress)``."""
+        lora = _trained.get(key)
+        if lora is not None:
+            log.info("ReCapture %s: same inputs and settings as before, reusing the trained LoRA", label)
+            return (lora, _report(lora))
+        settings.check()
+        backbone.check_frames(video, video_name)
+        with _comfy.backbone_on_device(backbone) as device:
+            lora = train(device, _progress_with_loss(settings.steps, label))
+        _trained.put(key, lora)
+        return (lora, _report(lora))
+
 
 class ReCaptureSpatialLoRATrain(_TrainerNode):
     DESCRIPTION = ("Train the spatial LoRA: the self-attention of SVD's spatial blocks learns the source video's "
@@ -182,18 +197,10 @@ class ReCaptureSpatialLoRATrain(_TrainerNode):
 
         settings = _settings(**widgets)
         key = content_key("spatial", frames, asdict(settings), backbone.architecture_id, backbone.weights_id)
-        lora = _trained.get(key)
-        if lora is None:
-            settings.check()
-            backbone.check_frames(frames, "frames")
-            with _comfy.backbone_on_device(backbone) as device:
-                lora = train_spatial_lora(backbone, frames, settings, device=device,
-                                          progress=_progress_with_loss(settings.steps, "spatial LoRA"),
-                                          check_interrupt=_comfy.check_interrupt)
-            _trained.put(key, lora)
-        else:
-            log.info("ReCapture spatial LoRA: same video and settings as before, reusing the trained LoRA")
-        return (lora, _report(lora))
+        return self._train_once(key, "spatial LoRA", backbone, frames, "frames", settings,
+                                lambda device, progress: train_spatial_lora(backbone, frames, settings, device=device,
+                                                                            progress=progress,
+                                                                            check_interrupt=_comfy.check_interrupt))
 
 
 class ReCaptureMaskedTemporalLoRATrain(_TrainerNode):
@@ -223,14 +230,10 @@ class ReCaptureMaskedTemporalLoRATrain(_TrainerNode):
         spatial_key = content_key(spatial_lora.state_dict) if spatial_lora is not None else None
         key = content_key("temporal", anchor, valid_mask, asdict(settings), backbone.architecture_id,
                           backbone.weights_id, spatial_key)
-        lora = _trained.get(key)
-        if lora is None:
-            with _comfy.backbone_on_device(backbone) as device:
-                lora = train_temporal_lora(backbone, anchor, valid_mask, settings, spatial_lora, device=device,
-                                           progress=_progress_with_loss(settings.steps, "temporal LoRA"),
-                                           check_interrupt=_comfy.check_interrupt)
-            _trained.put(key, lora)
-        return (lora, _report(lora))
+        return self._train_once(key, "temporal LoRA", backbone, anchor, "anchor", settings,
+                                lambda device, progress: train_temporal_lora(backbone, anchor, valid_mask, settings,
+                                                                             spatial_lora, device=device, progress=progress,
+                                                                             check_interrupt=_comfy.check_interrupt))
 
 
 class ReCaptureLoRASave:
