@@ -11,7 +11,18 @@ subject distance):
 * distance: the camera's distance to the pivot over the source's (1 = unchanged).
 
 Limits: a pose that does not look at the pivot (pan, tilt, truck...) has no exact counterpart;
-``look_error_deg`` says how far off the optical axis the pivot is, so callers can warn.
+``look_error_deg`` says how far off the optical axis the pivot is, so callers can warn. Stable
+Zero123 ignores distance (its fourth camera feature is a constant), and both models were trained
+on centred objects at fixed distance: a scene is treated as one big object around the pivot.
+
+Model conventions (what ComfyUI's ``StableZero123_Conditioning`` / ``SV3D_Conditioning`` feed):
+
+* Stable Zero123 takes the *relative* view: polar change = -elevation, sin/cos of the azimuth.
+  Zero123's azimuth turns the opposite way to NeRF's phi (which moves the camera to its right),
+  so positive azimuth moves the camera left, as ours does.
+* SV3D_p takes an *absolute* orbit, one (elevation, azimuth) per video frame, the input image at
+  azimuth 0 and the elevation the user states for it; :func:`orbit_sequence` makes the frames
+  sweep from the input view to the target view so the model's temporal layers see a smooth orbit.
 """
 from __future__ import annotations
 
@@ -57,6 +68,60 @@ def pose_from_orbit_view(view: OrbitView, subject_distance: float) -> torch.Tens
     """The camera pose ``[4, 4]`` looking at the pivot from ``view`` (the inverse of :func:`orbit_view`)."""
     return pose_from_params(MoveParams(orbit_left=view.azimuth_deg, orbit_up=view.elevation_deg,
                                        dolly_in=1.0 - view.distance), subject_distance)
+
+
+#: How MultiviewAnchor uses the generator, per frame.
+MULTIVIEW_MODES = ("fuse with warp", "switch by hole ratio", "generator only")
+
+
+def generator_frames(hole_ratio: torch.Tensor, mode: str, threshold: float) -> torch.Tensor:
+    """Which frames the generator fills: ``hole_ratio [F]`` -> bool ``[F]``.
+
+    "fuse with warp" and "generator only": every frame; "switch by hole ratio": only frames whose
+    warp left more than ``threshold`` of the frame empty (the rest keep their holes, which the
+    masked fine-tuning skips anyway).
+    """
+    if mode not in MULTIVIEW_MODES:
+        raise ReCaptureInputError("mode", f"unknown mode {mode!r}", f"Use one of {', '.join(MULTIVIEW_MODES)}.")
+    if mode == "switch by hole ratio":
+        return hole_ratio > threshold
+    return torch.ones_like(hole_ratio, dtype=torch.bool)
+
+
+def generation_size(height: int, width: int, longest_side: int, multiple: int = 8) -> tuple[int, int]:
+    """``(height, width)`` for the generator: the frame's aspect with its longer side ``longest_side``,
+    both rounded to ``multiple`` (the VAE's downscale factor), never below one ``multiple``."""
+    scale = longest_side / max(height, width)
+
+    def snap(length: int) -> int:
+        return max(multiple, int(round(length * scale / multiple)) * multiple)
+
+    return snap(height), snap(width)
+
+
+def fit_to_frame(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Generated views ``[N, h, w, 3]`` resized to the video's ``[N, height, width, 3]`` (bilinear,
+    antialiased when shrinking; the aspect already matches, see :func:`generation_size`)."""
+    if tuple(images.shape[1:3]) == (height, width):
+        return images
+    channels_first = images.movedim(-1, 1).to(torch.float32)
+    resized = torch.nn.functional.interpolate(channels_first, size=(height, width), mode="bilinear",
+                                              align_corners=False, antialias=True)
+    return resized.movedim(1, -1).clamp(0.0, 1.0)
+
+
+def orbit_sequence(view: OrbitView, source_elevation_deg: float, frames: int) -> tuple[list[float], list[float]]:
+    """SV3D's per-frame ``(elevations, azimuths)`` in degrees: ``frames`` views evenly spaced from the
+    input view (``source_elevation_deg``, azimuth 0) to ``view``; the last one is the target.
+    Azimuths come back in [0, 360): a 30° orbit right is 330°."""
+    if frames < 2:
+        raise ReCaptureInputError("orbit_frames", f"{frames} frames cannot hold both the input and the target view",
+                                  "Use 2 or more (SV3D was trained on 21).")
+    steps = [i / (frames - 1) for i in range(frames)]
+    elevations = [source_elevation_deg + t * view.elevation_deg for t in steps]
+    # SV3D was trained on azimuths in [0, 360); ComfyUI embeds fmod(azimuth, 360), which keeps the sign.
+    azimuths = [(t * view.azimuth_deg) % 360.0 for t in steps]
+    return elevations, azimuths
 
 
 def fuse_anchor(warped: torch.Tensor, valid_mask: torch.Tensor, generated: torch.Tensor,

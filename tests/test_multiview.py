@@ -8,7 +8,8 @@ import torch
 from recapture_core.camera.poses import MoveParams, pose_from_params
 from recapture_core.camera.presets import preset_trajectory
 from recapture_core.errors import ReCaptureInputError
-from recapture_core.multiview import OrbitView, fuse_anchor, orbit_view, orbit_views, pose_from_orbit_view
+from recapture_core.multiview import (OrbitView, fit_to_frame, fuse_anchor, generation_size, generator_frames, orbit_sequence, orbit_view,
+                                     orbit_views, pose_from_orbit_view)
 
 
 @pytest.mark.parametrize("preset, amount, expected", [
@@ -61,3 +62,42 @@ def test_fusion_copies_valid_warp_pixels_bit_exactly_and_masks_partition_the_fra
     assert generated_mask[1].sum() == 0 and torch.equal(hole_mask[1], 1 - valid[1])
     for mask in (valid_mask, generated_mask, hole_mask):
         assert set(mask.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("fuse with warp", [True, True, True, True]),
+    ("generator only", [True, True, True, True]),
+    ("switch by hole ratio", [False, False, True, True]),
+])
+def test_generator_frames_by_mode(mode, expected):
+    ratios = torch.tensor([0.0, 0.30, 0.31, 0.9])
+    assert generator_frames(ratios, mode, 0.30).tolist() == expected
+
+
+def test_unknown_mode_is_named():
+    with pytest.raises(ReCaptureInputError, match="mode"):
+        generator_frames(torch.zeros(2), "warp first", 0.3)
+
+
+@pytest.mark.parametrize("size, longest, expected", [
+    ((576, 1024), 256, (144, 256)), ((1024, 576), 256, (256, 144)), ((192, 320), 256, (152, 256)),
+    ((256, 256), 576, (576, 576)), ((10, 1000), 256, (8, 256)),
+])
+def test_generation_size_keeps_the_aspect_on_the_latent_grid(size, longest, expected):
+    assert generation_size(*size, longest) == expected
+
+
+def test_orbit_sequence_sweeps_from_the_input_view_to_the_target():
+    elevations, azimuths = orbit_sequence(OrbitView(20.0, -30.0, 1.0, 0.0), 10.0, 4)
+    assert elevations == pytest.approx([10.0, 10.0 + 20 / 3, 10.0 + 40 / 3, 30.0])
+    assert azimuths == pytest.approx([0.0, 350.0, 340.0, 330.0])
+    with pytest.raises(ReCaptureInputError, match="orbit_frames"):
+        orbit_sequence(OrbitView(0.0, 10.0, 1.0, 0.0), 0.0, 1)
+
+
+def test_fit_to_frame_keeps_matching_sizes_and_resizes_constants_exactly():
+    images = torch.rand(2, 6, 8, 3)
+    assert fit_to_frame(images, 6, 8) is images
+    constant = torch.full((1, 4, 6, 3), 0.25)
+    out = fit_to_frame(constant, 8, 12)
+    assert out.shape == (1, 8, 12, 3) and torch.allclose(out, torch.full_like(out, 0.25), atol=1e-6)

@@ -1,0 +1,153 @@
+"""Tiny random-weight pose-conditioned models in ComfyUI's own formats (for MultiviewAnchor's tests).
+
+What ComfyUI's loaders accept, and so what can be tiny here:
+
+* **Stable Zero123 through ImageOnlyCheckpointLoader** (the real loading path): ComfyUI detects
+  the UNet's architecture from the checkpoint's shapes and matches it against Stable Zero123's
+  fixed keys: 320 model channels, a 768-wide cross-attention context, 8 input channels, no ADM
+  and a ``cc_projection``. Everything else is read from the file, so the smallest UNet that still
+  matches has one level, one res block, one transformer and no middle block (~14 M parameters;
+  fp16 on disk, ~27 MB). The VAE in the same file is a TAESD, which ComfyUI's VAE loader detects
+  by key and which decodes SD-1.x latents (the ones Stable Zero123 uses).
+* **The CLIP vision encoder cannot be tiny through a loader**: ComfyUI's CLIP vision loader picks
+  one of its fixed JSON configs (ViT-L, ViT-H, ViT-bigG, SigLIP, DINOv2) from which layer keys
+  exist and builds it at full size (300 M+ parameters), leaving missing weights uninitialised.
+  So the checkpoint carries none (ComfyUI then returns no CLIP_VISION, as it would for any
+  checkpoint without one) and the tests load a tiny ``comfy.clip_vision.ClipVisionModel`` built
+  from a tiny JSON config with a test-only node (``tests/comfy_support``).
+* **SV3D cannot be tiny through the loader either**: SV3D_p's match requires the full SVD
+  transformer layout (depth 1 at six levels). The SV3D tests build ComfyUI's own SV3D_p model
+  object from a tiny config directly (``comfy.supported_models.SV3D_p(config).get_model``).
+
+All weights are seeded normal(0, 0.02) (norm scales 1), so outputs are finite and deterministic.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+CLIP_EMBED_DIM = 768  # Stable Zero123's cc_projection maps 768 + 4 camera features -> 768
+TINY_CLIP_VISION = {
+    "attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "quick_gelu", "hidden_size": 32, "image_size": 56,
+    "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 64, "layer_norm_eps": 1e-05,
+    "model_type": "clip_vision_model", "num_attention_heads": 4, "num_channels": 3, "num_hidden_layers": 2,
+    "patch_size": 14, "projection_dim": CLIP_EMBED_DIM, "torch_dtype": "float32",
+}
+CLIP_VISION_NAME = "tiny-clip-vision"
+
+
+def _randomize(state_dict: dict, seed: int) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, tensor in state_dict.items():
+        if tensor.dtype.is_floating_point and tensor.ndim == 1 and ("norm" in name or "ln_" in name) and name.endswith("weight"):
+            out[name] = torch.ones(tensor.shape)
+        elif tensor.dtype.is_floating_point:
+            out[name] = torch.randn(tensor.shape, generator=generator) * 0.02
+        else:
+            out[name] = tensor.clone()
+    return out
+
+
+def _unet_state_dict(config: dict, seed: int) -> dict:
+    import comfy.ops
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    with torch.device("meta"):
+        unet = UNetModel(**config, device="meta", operations=comfy.ops.disable_weight_init)
+    return _randomize(unet.state_dict(), seed)
+
+
+STABLE_ZERO123_UNET = {
+    "image_size": 32, "in_channels": 8, "out_channels": 4, "model_channels": 320, "num_res_blocks": [1],
+    "channel_mult": [1], "transformer_depth": [1], "transformer_depth_output": [0, 0], "transformer_depth_middle": -2,
+    "context_dim": 768, "num_heads": 8, "num_head_channels": -1, "use_spatial_transformer": True, "legacy": False,
+    "use_linear_in_transformer": False, "adm_in_channels": None,
+}
+
+
+def make_stable_zero123_checkpoint(path: Path, seed: int = 0, pose_conditioned: bool = True) -> Path:
+    """A tiny Stable Zero123 checkpoint (UNet + TAESD VAE) that ImageOnlyCheckpointLoader accepts.
+
+    ``pose_conditioned=False`` leaves out ``cc_projection``: ComfyUI then detects a plain SD-1.x
+    inpainting-shaped UNet, a model with no camera input.
+    """
+    from comfy.taesd.taesd import TAESD
+    from safetensors.torch import save_file
+
+    sd = {f"model.diffusion_model.{k}": v for k, v in _unet_state_dict(STABLE_ZERO123_UNET, seed).items()}
+    with torch.device("meta"):
+        vae = TAESD()
+    sd.update({f"first_stage_model.{k}": v for k, v in _randomize(vae.state_dict(), seed + 1).items()})
+    sd["first_stage_model.vae_scale"] = torch.tensor(1.0)
+    sd["first_stage_model.vae_shift"] = torch.tensor(0.0)
+    if pose_conditioned:
+        generator = torch.Generator().manual_seed(seed + 2)
+        sd["cc_projection.weight"] = torch.randn(768, CLIP_EMBED_DIM + 4, generator=generator) * 0.02
+        sd["cc_projection.bias"] = torch.zeros(768)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.to(torch.float16).contiguous() for k, v in sd.items()}, str(path))
+    return path
+
+
+def make_clip_vision(folder: Path, seed: int = 0) -> Path:
+    """``<folder>/tiny-clip-vision.json`` + ``.safetensors``: a 2-layer CLIP vision tower with a 768 projection."""
+    import comfy.clip_model
+    import comfy.ops
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / f"{CLIP_VISION_NAME}.json"
+    config_path.write_text(json.dumps(TINY_CLIP_VISION, indent=1))
+    with torch.device("meta"):
+        model = comfy.clip_model.CLIPVisionModelProjection(TINY_CLIP_VISION, torch.float32, "meta", comfy.ops.manual_cast)
+    save_file(_randomize(model.state_dict(), seed), str(folder / f"{CLIP_VISION_NAME}.safetensors"))
+    return config_path
+
+
+def load_clip_vision(folder: Path):
+    """The tiny CLIP vision of :func:`make_clip_vision` as ComfyUI's own ClipVisionModel."""
+    import comfy.clip_vision
+    import comfy.utils
+
+    clip_vision = comfy.clip_vision.ClipVisionModel(str(folder / f"{CLIP_VISION_NAME}.json"))
+    missing, unexpected = clip_vision.load_sd(comfy.utils.load_torch_file(str(folder / f"{CLIP_VISION_NAME}.safetensors")))
+    assert not missing and not unexpected, (missing, unexpected)
+    return clip_vision
+
+
+# SVD_img2vid (and so SV3D) forces 64-channel attention heads: 64 channels is the smallest with a head.
+SV3D_UNET = {
+    "image_size": 32, "in_channels": 8, "out_channels": 4, "model_channels": 64, "num_res_blocks": [1],
+    "channel_mult": [1], "transformer_depth": [1], "transformer_depth_output": [1, 1], "transformer_depth_middle": -2,
+    "context_dim": CLIP_EMBED_DIM, "num_heads": -1, "num_head_channels": 64, "use_spatial_transformer": True,
+    "legacy": False, "use_linear_in_transformer": True, "adm_in_channels": 1280, "num_classes": "sequential",
+    "extra_ff_mix_layer": True, "use_spatial_context": True, "merge_strategy": "learned_with_images", "merge_factor": 0.0,
+    "video_kernel_size": [3, 1, 1], "use_temporal_resblock": True, "use_temporal_attention": True,
+    "disable_temporal_crossattention": False, "max_ddpm_temb_period": 10000,
+}
+
+
+def make_sv3d_model(seed: int = 0):
+    """ComfyUI's SV3D_p model object (in a ModelPatcher) from a tiny config, with random weights.
+
+    Returns ``(model_patcher, vae)``: the VAE is a random TAESD built through ComfyUI's VAE class.
+    """
+    import comfy.model_patcher
+    import comfy.sd
+    import comfy.supported_models
+    from comfy.taesd.taesd import TAESD
+
+    config = comfy.supported_models.SV3D_p(dict(SV3D_UNET))
+    config.set_inference_dtype(torch.float32, torch.float32)
+    model = config.get_model({})
+    weights = _randomize(model.diffusion_model.state_dict(), seed)
+    model.diffusion_model.load_state_dict(weights)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    with torch.device("meta"):
+        taesd = TAESD()
+    vae_sd = {k: v for k, v in _randomize(taesd.state_dict(), seed + 1).items()}
+    vae_sd["vae_scale"], vae_sd["vae_shift"] = torch.tensor(1.0), torch.tensor(0.0)
+    return patcher, comfy.sd.VAE(sd=vae_sd)
