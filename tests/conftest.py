@@ -56,11 +56,14 @@ def pack():
 @pytest.fixture(scope="session")
 def server_base_dir(tmp_path_factory) -> Path:
     """A fresh ComfyUI base directory for the test session: custom_nodes/recapture -> this repo,
-    with tiny random-weight models in its model folders (tests/tiny_models.py)."""
+    with tiny random-weight models in its model folders (tests/tiny_models.py) and the test-only
+    nodes of tests/comfy_support (a loader for the tiny CLIP vision ComfyUI's own loader cannot build)."""
     from tiny_models import populate_models
 
     base = comfy_host.make_base_directory(tmp_path_factory.mktemp("comfy_base"))
     populate_models(base / "models")
+    (base / "custom_nodes" / "recapture_test_nodes").symlink_to(REPO / "tests" / "comfy_support" / "recapture_test_nodes",
+                                                                target_is_directory=True)
     comfy_host.copy_assets(base)
     return base
 

@@ -54,6 +54,10 @@ def populate_models(models_dir: Path) -> None:
         make_depth_model(models_dir / "depth" / f"tiny-{family}", family)
     folder = make_svd_folder(models_dir / "diffusers" / "tiny-svd")
     make_svd_checkpoint(folder, models_dir / "checkpoints" / "tiny_svd.safetensors")
+    from tiny_comfy_models import make_clip_vision, make_stable_zero123_checkpoint
+
+    make_stable_zero123_checkpoint(models_dir / "checkpoints" / "tiny_stable_zero123.safetensors")
+    make_clip_vision(models_dir / "clip_vision")
 
 
 def make_svd_checkpoint(folder: Path, path: Path) -> Path:
