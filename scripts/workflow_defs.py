@@ -13,6 +13,7 @@ SAMPLE_VIDEO = "recapture_sample.mp4"
 SAMPLE_DEPTH = "recapture_sample_depth.png"
 SVD_FOLDER = "stable-video-diffusion-img2vid-xt"
 SVD_CHECKPOINT = "svd_xt.safetensors"
+MULTIVIEW_CHECKPOINT = "stable_zero123.ckpt"
 
 MODELS_NOTE = (
     "Models (nothing is downloaded):\n"
@@ -78,12 +79,12 @@ def _save_video(node: str, images: list, prefix: str) -> dict:
                                                          "format": "auto", "codec": "auto"}}}
 
 
-def _anchor_outputs(warp: str, camera: str, prefix: str) -> dict:
+def _anchor_outputs(warp: str, camera: str, prefix: str, overlay_output: int = 2) -> dict:
     return {
         "camera_preview": {"class_type": "ReCaptureCameraPreview", "inputs": {"trajectory": [camera, 0], "width": 960, "height": 480}},
         "save_camera_preview": {"class_type": "SaveImage", "inputs": {"images": ["camera_preview", 0], "filename_prefix": f"{prefix}/camera"}},
         "hole_overlay": {"class_type": "ReCaptureMaskOverlay",
-                         "inputs": {"frames": [warp, 0], "mask": [warp, 2], "color": "magenta", "opacity": 0.6}},
+                         "inputs": {"frames": [warp, 0], "mask": [warp, overlay_output], "color": "magenta", "opacity": 0.6}},
         **_save_video("save_anchor", [warp, 0], f"{prefix}/anchor"),
         **_save_video("save_holes", ["hole_overlay", 0], f"{prefix}/holes"),
         "report": {"class_type": "PreviewAny", "inputs": {"source": [warp, 3]}},
@@ -173,7 +174,33 @@ def train_once_render_many() -> Workflow:
         "with another path never retrains the spatial LoRA.", MODELS_NOTE, VIDEO_NOTE])
 
 
-WORKFLOWS = [full_diffusers, full_checkpoint, depth_from_other_pack, train_once_render_many, anchor_preview]
+MULTIVIEW = {"mode": "fuse with warp", "hole_threshold": 0.35, "resolution": 256, "seed": 0, "steps": 20, "cfg": 4.0,
+             "sampler_name": "euler", "scheduler": "sgm_uniform", "source_elevation": 0.0, "orbit_frames": 21}
+
+
+def large_orbit() -> Workflow:
+    graph = {**_video_in(), **_depth_from_file(), **_camera("camera", "orbit left", 60.0),
+             "multiview_model": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": MULTIVIEW_CHECKPOINT}},
+             "anchor": {"class_type": "ReCaptureMultiviewAnchor",
+                        "inputs": {"frames": ["components", 0], "trajectory": ["camera", 0], "model": ["multiview_model", 0],
+                                   "clip_vision": ["multiview_model", 1], "vae": ["multiview_model", 2],
+                                   "depth": ["depth", 0], **MULTIVIEW}},
+             **_anchor_outputs("anchor", "camera", "recapture/large_orbit", overlay_output=4),
+             "backbone": {"class_type": "ReCaptureSVDLoader", "inputs": {"model": SVD_FOLDER, "dtype": "fp16"}},
+             **SPATIAL, **_training("recapture/large_orbit", warp="anchor")}
+    return Workflow("3_large_orbit_multiview", "ReCapture 3: large orbit with a multiview anchor (Stable Zero123 / SV3D)", graph, [
+        "Large orbit (60 deg): the point cloud alone would leave most of each frame empty, so MultiviewAnchor keeps the "
+        "exact warped pixels and lets a pose-conditioned multiview model re-imagine the rest of every frame from its "
+        "new camera. The overlay shows (magenta) what the multiview model generated. The temporal LoRA trusts only "
+        "valid_mask (source pixels); to let it learn from generated pixels too, connect InvertMask(hole_mask) to its "
+        "valid_mask instead.",
+        f"Multiview model: Stability AI's {MULTIVIEW_CHECKPOINT} (Stable Zero123, 256 px) or sv3d_p.safetensors (SV3D_p, "
+        "set resolution 576; SV3D_u has no camera input) in ComfyUI/models/checkpoints/, loaded by 'Image Only "
+        "Checkpoint Loader'; check their licences. Orbits map exactly to the model's elevation/azimuth; the report "
+        "warns when a path is not an orbit around the subject.", MODELS_NOTE, VIDEO_NOTE, CAMERA_NOTE])
+
+
+WORKFLOWS = [full_diffusers, full_checkpoint, large_orbit, depth_from_other_pack, train_once_render_many, anchor_preview]
 
 
 def all_workflows() -> list[Workflow]:
@@ -191,7 +218,11 @@ def numbered(graph: dict) -> dict:
 
 
 def with_tiny_models(graph: dict, steps: int = 1, size: tuple[int, int] = (32, 24)) -> dict:
-    """The same graph on the tests' tiny models: frames scaled down to ``size``, very few steps."""
+    """The same graph on the tests' tiny models: frames scaled down to ``size``, very few steps.
+
+    The multiview model's CLIP vision comes from the test-only loader (tests/comfy_support): ComfyUI
+    builds CLIP vision encoders only at their full sizes, so the tiny checkpoint holds none.
+    """
     out = {}
     video = [node_id for node_id, node in graph.items() if node["class_type"] == "GetVideoComponents"]
     for node_id in video:
@@ -204,6 +235,12 @@ def with_tiny_models(graph: dict, steps: int = 1, size: tuple[int, int] = (32, 2
             inputs.update(model="tiny-svd", dtype="fp32")
         elif node["class_type"] == "ReCaptureSVDCheckpointLoader":
             inputs.update(ckpt_name="tiny_svd.safetensors", architecture="like tiny-svd", dtype="fp32")
+        elif node["class_type"] == "ImageOnlyCheckpointLoader":
+            inputs.update(ckpt_name="tiny_stable_zero123.safetensors")
+        elif node["class_type"] == "ReCaptureMultiviewAnchor":
+            out["tiny_clip_vision"] = {"class_type": "ReCaptureTestTinyCLIPVisionLoader",
+                                       "inputs": {"clip_name": "tiny-clip-vision.safetensors"}}
+            inputs.update(clip_vision=["tiny_clip_vision", 0], resolution=64, steps=steps)
         elif "steps" in inputs:
             inputs["steps"] = steps
         out[node_id] = {**node, "inputs": inputs}

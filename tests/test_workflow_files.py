@@ -74,6 +74,7 @@ def test_structure_links_and_widget_values(path, object_info, pack):
 
     definition = numbered(DEFINITIONS[path.stem].graph)
     folder_lists = {name: getattr(cls, "FOLDER_LISTS", ()) for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+    folder_lists["ImageOnlyCheckpointLoader"] = ("ckpt_name",)  # ComfyUI's own loader: a model file the user adds
     for node in nodes.values():
         if node["type"] == "Note":
             continue
