@@ -74,7 +74,7 @@ def fill_holes(frames: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
         pixels elsewhere (0.5 grey in a frame with no valid pixel).
     """
     weight = (valid_mask >= 1.0).to(frames.dtype)[:, None]  # [F, 1, H, W]
-    colour = torch.where(weight > 0, rearrange(frames, "f h w c -> f c h w"), torch.zeros((), dtype=frames.dtype))
+    colour = torch.where(weight > 0, rearrange(frames, "f h w c -> f c h w"), torch.zeros((), dtype=frames.dtype, device=frames.device))
     levels = [(colour, weight)]
     while min(levels[-1][1].shape[-2:]) > 1:
         c, w = levels[-1]

@@ -130,8 +130,8 @@ def _bilinear_same_surface(image: torch.Tensor, depth: torch.Tensor, x: torch.Te
     y1 = (y0 + 1).clamp(max=height - 1)
     taps = [(y0 * width + x0, (1 - ax) * (1 - ay)), (y0 * width + x1, ax * (1 - ay)),
             (y1 * width + x0, (1 - ax) * ay), (y1 * width + x1, ax * ay)]
-    total = torch.zeros(x.shape[0], channels, dtype=image.dtype)
-    weight_sum = torch.zeros(x.shape[0], dtype=image.dtype)
+    total = torch.zeros(x.shape[0], channels, dtype=image.dtype, device=image.device)
+    weight_sum = torch.zeros(x.shape[0], dtype=image.dtype, device=image.device)
     for flat, weight in taps:
         values = table.index_select(0, flat)
         same = (values[:, channels] - reference_depth).abs() <= SAME_SURFACE * reference_depth
@@ -187,8 +187,8 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, keep: torch.Tensor, K
     # Candidate id = offset id * N + point id (< 2**32); key = depth bits over candidate id.
     z_bits = torch.where(usable, z, torch.ones_like(z)).to(torch.float32).view(torch.int32).to(torch.int64) << 32
     empty = torch.iinfo(torch.int64).max
-    best = torch.full((n + 1,), empty, dtype=torch.int64)  # slot n swallows candidates that cover nothing
-    point_ids = torch.arange(n, dtype=torch.int64)
+    best = torch.full((n + 1,), empty, dtype=torch.int64, device=depth.device)  # slot n swallows candidates that cover nothing
+    point_ids = torch.arange(n, dtype=torch.int64, device=depth.device)
 
     def offset_to_source(du, dv, which):
         """Source-pixel offset of candidate centre (lo + (du, dv)) for the points ``which`` (None = all)."""
@@ -232,10 +232,10 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, keep: torch.Tensor, K
     sample_x = (source % width).to(dtype) + sx
     sample_y = torch.div(source, width, rounding_mode="floor").to(dtype) + sy
 
-    image = torch.zeros(n, colors.shape[-1], dtype=colors.dtype)
+    image = torch.zeros(n, colors.shape[-1], dtype=colors.dtype, device=colors.device)
     image.index_copy_(0, valid_index, _bilinear_same_surface(colors, depth, sample_x, sample_y,
                                                              depth.reshape(-1).index_select(0, source)).to(colors.dtype))
-    target_depth = torch.zeros(n, dtype=dtype)
+    target_depth = torch.zeros(n, dtype=dtype, device=depth.device)
     target_depth.index_copy_(0, valid_index, w_z)
     return image.reshape(height, width, -1), valid.reshape(height, width), target_depth.reshape(height, width)
 
@@ -299,7 +299,7 @@ def warp_video(frames: torch.Tensor, depth: torch.Tensor, trajectory: CameraTraj
     valid_mask = torch.stack(valids).to(torch.float32)
     hole_mask = hole_mask_from_valid(valid_mask, hole_dilation)
     valid_mask = 1.0 - hole_mask
-    fill = torch.full((), HOLE_FILLS[hole_fill], dtype=torch.float32)
+    fill = torch.full((), HOLE_FILLS[hole_fill], dtype=torch.float32, device=hole_mask.device)
     anchor = torch.where(rearrange(hole_mask, "f h w -> f h w 1") > 0, fill, torch.stack(anchors))
     target_depth = torch.stack(depths) * valid_mask
     return WarpResult(anchor, valid_mask, hole_mask, target_depth, hole_mask.mean(dim=(1, 2)))

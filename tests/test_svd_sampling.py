@@ -43,6 +43,17 @@ def test_shape_range_and_seed_determinism(backbone, anchor):
     assert not torch.equal(a, c)
 
 
+def test_sampling_makes_every_tensor_on_the_device_it_names(backbone, anchor):
+    # No GPU in CI: under a meta default device, a tensor made without naming its device lands on
+    # meta and fails against the CPU run (on ComfyUI's GPU it would be a CPU/CUDA mismatch).
+    # Without LoRAs: peft builds its adapter layers with the default device, which meta would empty.
+    windowed = SampleSettings(steps=2, seed=3, window=4, overlap=2)
+    reference = dual_lora_sample(backbone, anchor, settings=windowed)
+    with torch.device("meta"):
+        result = dual_lora_sample(backbone, anchor, settings=windowed, device="cpu")
+    assert torch.equal(result, reference)
+
+
 def test_strength_zero_equals_no_lora_and_a_trained_lora_changes_the_output(backbone, anchor, loras):
     spatial, temporal = loras
     plain = dual_lora_sample(backbone, anchor, settings=FEW)

@@ -163,3 +163,17 @@ def test_bad_input_is_rejected_before_any_work(frames, depth, traj, name, needle
         warp_video(frames, depth, traj, progress=lambda done, total: calls.append(done))
     assert err.value.input_name == name and needle in str(err.value)
     assert calls == []
+
+
+def test_every_tensor_the_warp_makes_follows_the_input_device():
+    # No GPU in CI: make "a tensor created without naming a device" observable on the CPU instead.
+    # Under a meta default device such a tensor lands on meta and meeting a CPU tensor fails, just
+    # as a CPU-allocated buffer would fail against CUDA inputs on ComfyUI's GPU.
+    frames = torch.rand(2, 12, 16, 3, generator=torch.Generator().manual_seed(0))
+    depth = torch.full((2, 12, 16), 3.0)
+    depth[:, 4:8, 5:11] = 2.0
+    trajectory = preset_trajectory("orbit left", 10.0, 2, subject_distance=3.0)
+    reference = warp_video(frames, depth, trajectory)
+    with torch.device("meta"):
+        result = warp_video(frames, depth, trajectory, device="cpu")
+    assert torch.equal(result.anchor, reference.anchor) and torch.equal(result.valid_mask, reference.valid_mask)

@@ -58,20 +58,21 @@ def window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
 def window_weights(num_frames: int, window: int, starts: list[int]) -> torch.Tensor:
     """Blend weights ``[W, num_frames]``: per window, linear ramps over the frames it shares with a
     neighbour, 1 elsewhere inside it, 0 outside; columns sum to 1 (a convex combination per frame)."""
-    weights = torch.zeros(len(starts), num_frames, dtype=torch.float64)
-    for k, start in enumerate(starts):
-        end = min(start + window, num_frames)
-        w = torch.ones(end - start, dtype=torch.float64)
-        if k > 0:  # ramp up across the overlap with the previous window
-            shared = starts[k - 1] + window - start
-            if shared > 0:
-                w[:shared] = torch.arange(1, shared + 1, dtype=torch.float64) / (shared + 1)
-        if k + 1 < len(starts):  # ramp down across the overlap with the next window
-            shared = start + window - starts[k + 1]
-            if shared > 0:
-                w[-shared:] = torch.minimum(w[-shared:], torch.arange(shared, 0, -1, dtype=torch.float64) / (shared + 1))
-        weights[k, start:end] = w
-    return weights / weights.sum(dim=0, keepdim=True)
+    with torch.device("cpu"):  # a small table, built once on the CPU and moved where each window is blended
+        weights = torch.zeros(len(starts), num_frames, dtype=torch.float64)
+        for k, start in enumerate(starts):
+            end = min(start + window, num_frames)
+            w = torch.ones(end - start, dtype=torch.float64)
+            if k > 0:  # ramp up across the overlap with the previous window
+                shared = starts[k - 1] + window - start
+                if shared > 0:
+                    w[:shared] = torch.arange(1, shared + 1, dtype=torch.float64) / (shared + 1)
+            if k + 1 < len(starts):  # ramp down across the overlap with the next window
+                shared = start + window - starts[k + 1]
+                if shared > 0:
+                    w[-shared:] = torch.minimum(w[-shared:], torch.arange(shared, 0, -1, dtype=torch.float64) / (shared + 1))
+            weights[k, start:end] = w
+        return weights / weights.sum(dim=0, keepdim=True)
 
 
 def blend_windows(window_outputs: list[torch.Tensor], starts: list[int], weights: torch.Tensor) -> torch.Tensor:
@@ -128,10 +129,10 @@ def generate(backbone, video: torch.Tensor, adapters: list[AdapterSpec], setting
         prompts = frames[starts]
         embeds = torch.cat([image_embedding(backbone, prompts[i:i + 1].to(device)) for i in range(len(starts))]).float()
         cond = torch.cat([conditioning_latents(backbone, prompts[i:i + 1].to(device), settings.noise_aug_strength,
-                                               torch.randn(prompts[i:i + 1].shape, generator=generator).to(device))
+                                               torch.randn(prompts[i:i + 1].shape, generator=generator, device="cpu").to(device))
                           for i in range(len(starts))]).float()
         height, width = video.shape[1] // backbone.vae_factor, video.shape[2] // backbone.vae_factor
-        noise = torch.randn(1, num_frames, 4, height, width, generator=generator).to(device)
+        noise = torch.randn(1, num_frames, 4, height, width, generator=generator, device="cpu").to(device)
         if first == 0:
             latents = noise * scheduler.init_noise_sigma
         elif len(timesteps) == 0:

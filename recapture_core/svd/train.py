@@ -81,7 +81,8 @@ class _Trainer:
         self.generator = torch.Generator().manual_seed(settings.seed)
 
     def randn(self, *shape) -> torch.Tensor:
-        return torch.randn(*shape, generator=self.generator)
+        # Drawn on the CPU (the generator's device), so a seed gives the same run on any device.
+        return torch.randn(*shape, generator=self.generator, device="cpu")
 
     def step_loss(self, latents, cond_image, embeds, latent_mask=None, sigma: float | None = None) -> torch.Tensor:
         """EDM loss of one clip: latents ``[1, F, 4, h, w]``, image prompt ``[1, 3, H, W]``, embeds ``[1, 1, D]``.
@@ -90,7 +91,7 @@ class _Trainer:
         """
         s = self.settings
         drawn = torch.exp(self.randn(1) * s.p_std + s.p_mean)
-        sigma = (drawn if sigma is None else torch.tensor([float(sigma)])).to(self.device)
+        sigma = (drawn if sigma is None else torch.tensor([float(sigma)], device=self.device)).to(self.device)
         noise = self.randn(*latents.shape).to(self.device)
         with torch.no_grad():
             cond = conditioning_latents(self.backbone, cond_image, s.noise_aug_strength, self.randn(*cond_image.shape).to(self.device))
@@ -151,7 +152,7 @@ def train_spatial_lora(backbone, frames: torch.Tensor, settings: TrainSettings =
     count = min(settings.frames_per_step, frames.shape[0])
 
     def sample_clip():
-        picks = torch.randperm(frames.shape[0], generator=trainer.generator)[:count]
+        picks = torch.randperm(frames.shape[0], generator=trainer.generator, device="cpu")[:count]
         return latents[picks][None], prompt, embeds
 
     return trainer.run([AdapterSpec("rc_trainable", "spatial", settings.rank, settings.alpha, trainable=True,
@@ -201,7 +202,7 @@ def train_temporal_lora(backbone, anchor: torch.Tensor, valid_mask: torch.Tensor
     latent_mask = latent_mask.to(trainer.device)
 
     def sample_clip():
-        start = int(torch.randint(len(starts), (1,), generator=trainer.generator))
+        start = int(torch.randint(len(starts), (1,), generator=trainer.generator, device="cpu"))
         return (latents[start:start + window][None], prompts[start:start + 1].to(trainer.device),
                 embeds[start:start + 1], latent_mask[start:start + window])
 
