@@ -118,7 +118,8 @@ def generate(backbone, video: torch.Tensor, adapters: list[AdapterSpec], setting
     device = torch.device(device)
     starts = window_starts(num_frames, window, settings.overlap)
     weights = window_weights(num_frames, window, starts)
-    scheduler = EulerDiscreteScheduler.from_config(backbone.scheduler_config)
+    with torch.device("cpu"):  # its tables are built on the CPU whatever default device another pack set
+        scheduler = EulerDiscreteScheduler.from_config(backbone.scheduler_config)
     scheduler.set_timesteps(settings.steps, device=device)
     first = int(round(settings.steps * (1.0 - settings.strength)))
     timesteps = scheduler.timesteps[first:]
