@@ -14,7 +14,7 @@ import torch
 from ..recapture_core.depth import central_median_depth
 from ..recapture_core.errors import ReCaptureInputError
 from ..recapture_core.multiview import (MULTIVIEW_MODES, fit_to_frame, fuse_anchor, generation_size, generator_frames,
-                                        orbit_sequence, orbit_views)
+                                        model_angles, orbit_sequence, orbit_views)
 from ..recapture_core.validation import check_frames
 from ..recapture_core.warp import warp_video
 from . import _comfy
@@ -58,8 +58,8 @@ def _conditioning(kind: str, clip_vision, vae, image: torch.Tensor, height: int,
     from comfy_extras.nodes_stable3d import StableZero123_Conditioning, SV3D_Conditioning
 
     if kind == "stable_zero123":
-        out = StableZero123_Conditioning.execute(clip_vision, image, vae, width, height, 1,
-                                                 view.elevation_deg, view.azimuth_deg)
+        elevation, azimuth = model_angles(view)
+        out = StableZero123_Conditioning.execute(clip_vision, image, vae, width, height, 1, elevation, azimuth)
         return out.args
     positive, negative, latent = SV3D_Conditioning.execute(clip_vision, image, vae, width, height, orbit_frames,
                                                            source_elevation).args
@@ -189,8 +189,9 @@ def _report(kind, mode, views, use_generator, hole_ratio, has_depth, size) -> st
         lines.append(f"warp holes before generation: {float(hole_ratio.mean()):.1%} on average, "
                      f"{float(hole_ratio.max()):.1%} at most")
     last = views[-1]
-    lines.append(f"last view: elevation {last.elevation_deg:+.1f} deg, azimuth {last.azimuth_deg:+.1f} deg, "
-                 f"distance x{last.distance:.2f}")
+    elevation, azimuth = model_angles(last)
+    lines.append(f"last view: {last.azimuth_deg:+.1f} deg orbit left, {last.elevation_deg:+.1f} deg up, distance "
+                 f"x{last.distance:.2f} (model elevation {elevation:+.1f}, azimuth {azimuth:+.1f})")
     worst = max(views, key=lambda v: v.look_error_deg)
     if worst.look_error_deg > LOOK_ERROR_WARN_DEG:
         lines.append(f"WARNING: cameras look up to {worst.look_error_deg:.1f} deg away from the subject; the model only "

@@ -17,12 +17,18 @@ on centred objects at fixed distance: a scene is treated as one big object aroun
 
 Model conventions (what ComfyUI's ``StableZero123_Conditioning`` / ``SV3D_Conditioning`` feed):
 
-* Stable Zero123 takes the *relative* view: polar change = -elevation, sin/cos of the azimuth.
-  Zero123's azimuth turns the opposite way to NeRF's phi (which moves the camera to its right),
-  so positive azimuth moves the camera left, as ours does.
+* Zero123's azimuth is the other way round: positive turns the camera to its *right* (the
+  Zero123 authors' demo labels azimuth +90 "View from the Right"; in its Objaverse renders the
+  azimuth is atan2(y, x) of a z-up camera position, counter-clockwise seen from above, which is
+  the camera's right). :func:`model_angles` converts; "orbit left 30°" is model azimuth -30°.
+  Elevation agrees: ComfyUI feeds polar change = -elevation, and Zero123's "View from Above" is
+  polar change -90°.
+* Stable Zero123 takes the *relative* view directly.
 * SV3D_p takes an *absolute* orbit, one (elevation, azimuth) per video frame, the input image at
   azimuth 0 and the elevation the user states for it; :func:`orbit_sequence` makes the frames
   sweep from the input view to the target view so the model's temporal layers see a smooth orbit.
+  SV3D is trained on the same kind of Objaverse orbits; we take its azimuth to turn as Zero123's
+  (not checkable here without its weights).
 """
 from __future__ import annotations
 
@@ -111,17 +117,23 @@ def fit_to_frame(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def orbit_sequence(view: OrbitView, source_elevation_deg: float, frames: int) -> tuple[list[float], list[float]]:
-    """SV3D's per-frame ``(elevations, azimuths)`` in degrees: ``frames`` views evenly spaced from the
-    input view (``source_elevation_deg``, azimuth 0) to ``view``; the last one is the target.
-    Azimuths come back in [0, 360): a 30° orbit right is 330°."""
+    """SV3D's per-frame ``(elevations, azimuths)`` in degrees (model convention, see :func:`model_angles`):
+    ``frames`` views evenly spaced from the input view (``source_elevation_deg``, azimuth 0) to
+    ``view``; the last one is the target. Azimuths come back in [0, 360): "orbit left 30°" is 330°."""
     if frames < 2:
         raise ReCaptureInputError("orbit_frames", f"{frames} frames cannot hold both the input and the target view",
                                   "Use 2 or more (SV3D was trained on 21).")
     steps = [i / (frames - 1) for i in range(frames)]
-    elevations = [source_elevation_deg + t * view.elevation_deg for t in steps]
+    elevation, azimuth = model_angles(view)
+    elevations = [source_elevation_deg + t * elevation for t in steps]
     # SV3D was trained on azimuths in [0, 360); ComfyUI embeds fmod(azimuth, 360), which keeps the sign.
-    azimuths = [(t * view.azimuth_deg) % 360.0 for t in steps]
+    azimuths = [(t * azimuth) % 360.0 for t in steps]
     return elevations, azimuths
+
+
+def model_angles(view: OrbitView) -> tuple[float, float]:
+    """``(elevation, azimuth)`` in degrees in Zero123's convention (azimuth positive = camera right)."""
+    return view.elevation_deg, -view.azimuth_deg
 
 
 def fuse_anchor(warped: torch.Tensor, valid_mask: torch.Tensor, generated: torch.Tensor,

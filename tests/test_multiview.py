@@ -8,8 +8,8 @@ import torch
 from recapture_core.camera.poses import MoveParams, pose_from_params
 from recapture_core.camera.presets import preset_trajectory
 from recapture_core.errors import ReCaptureInputError
-from recapture_core.multiview import (OrbitView, fit_to_frame, fuse_anchor, generation_size, generator_frames, orbit_sequence, orbit_view,
-                                     orbit_views, pose_from_orbit_view)
+from recapture_core.multiview import (OrbitView, fit_to_frame, fuse_anchor, generation_size, generator_frames, model_angles,
+                                     orbit_sequence, orbit_view, orbit_views, pose_from_orbit_view)
 
 
 @pytest.mark.parametrize("preset, amount, expected", [
@@ -88,11 +88,20 @@ def test_generation_size_keeps_the_aspect_on_the_latent_grid(size, longest, expe
 
 
 def test_orbit_sequence_sweeps_from_the_input_view_to_the_target():
-    elevations, azimuths = orbit_sequence(OrbitView(20.0, -30.0, 1.0, 0.0), 10.0, 4)
+    elevations, azimuths = orbit_sequence(OrbitView(20.0, 30.0, 1.0, 0.0), 10.0, 4)  # 30° orbit left, 20° up
     assert elevations == pytest.approx([10.0, 10.0 + 20 / 3, 10.0 + 40 / 3, 30.0])
-    assert azimuths == pytest.approx([0.0, 350.0, 340.0, 330.0])
+    assert azimuths == pytest.approx([0.0, 350.0, 340.0, 330.0])  # model azimuth: positive = camera right
     with pytest.raises(ReCaptureInputError, match="orbit_frames"):
         orbit_sequence(OrbitView(0.0, 10.0, 1.0, 0.0), 0.0, 1)
+
+
+@pytest.mark.parametrize("preset, expected", [
+    ("orbit right", (0.0, 90.0)),  # Zero123's demo: "View from the Right" is azimuth +90
+    ("orbit left", (0.0, -90.0)), ("orbit up", (90.0, 0.0)), ("orbit down", (-90.0, 0.0)),
+])
+def test_model_angles_follow_zero123s_convention(preset, expected):
+    view = orbit_views(preset_trajectory(preset, 90.0, 2, "linear", subject_distance=2.0))[-1]
+    assert model_angles(view) == pytest.approx(expected, abs=1e-9)
 
 
 def test_fit_to_frame_keeps_matching_sizes_and_resizes_constants_exactly():
