@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 LOOK_ERROR_WARN_DEG = 5.0
 #: PointCloudWarp's defaults, used for the geometry MultiviewAnchor fuses with.
 WARP_EDGE_THRESHOLD = 0.05
+#: The longer side each model was trained at (resolution 0 picks it).
+NATIVE_RESOLUTION = {"stable_zero123": 256, "sv3d_p": 576}
 
 
 def _pose_model_kind(model) -> str:
@@ -106,9 +108,9 @@ class ReCaptureMultiviewAnchor:
                          "no depth needed, every pixel generated."}),
                 "hole_threshold": ("FLOAT", {"default": 0.35, "min": 0.0, "max": 1.0, "step": 0.01,
                                              "tooltip": "'switch by hole ratio': frames with a larger share of holes are generated."}),
-                "resolution": ("INT", {"default": 256, "min": 64, "max": 2048, "step": 8, "tooltip":
-                               "Longer side of the generated views (the frame's aspect is kept). Stable Zero123 was "
-                               "trained at 256, SV3D at 576."}),
+                "resolution": ("INT", {"default": 0, "min": 0, "max": 2048, "step": 8, "tooltip":
+                               "Longer side of the generated views (the frame's aspect is kept). 0 = the size the model "
+                               "was trained at: 256 for Stable Zero123, 576 for SV3D."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True,
                                  "tooltip": "Noise seed, the same for every frame so neighbouring views stay alike."}),
                 "steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "Sampling steps per generated frame."}),
@@ -124,11 +126,14 @@ class ReCaptureMultiviewAnchor:
             "optional": {
                 "depth": ("DEPTH", {"tooltip": "Depth of the source video: exact pixels are warped and kept. Required "
                                     "unless mode is 'generator only'."}),
+                "match_subject_distance": ("BOOLEAN", {"default": True, "tooltip":
+                                           "As PointCloudWarp's: scale the moves to the depth's subject distance. Turn "
+                                           "off for camera files in the depth's own units."}),
             },
         }
 
     def anchor(self, frames, trajectory, model, clip_vision, vae, mode, hole_threshold, resolution, seed, steps, cfg,
-               sampler_name, scheduler, source_elevation, orbit_frames, depth=None):
+               sampler_name, scheduler, source_elevation, orbit_frames, depth=None, match_subject_distance=True):
         import comfy.sample
 
         # Every check before any work: a bad input fails in milliseconds, not after a warp.
@@ -145,7 +150,8 @@ class ReCaptureMultiviewAnchor:
             orbit_sequence(views[0], source_elevation, orbit_frames)  # rejects a bad orbit_frames up front
 
         if depth is not None and mode != "generator only":
-            trajectory = trajectory.scaled_to_subject_distance(central_median_depth(depth))
+            if match_subject_distance:
+                trajectory = trajectory.scaled_to_subject_distance(central_median_depth(depth))
             warp = warp_video(frames, depth.as_depth(), trajectory, edge_threshold=WARP_EDGE_THRESHOLD,
                               device=_comfy.device(), check_interrupt=_comfy.check_interrupt)
             warped, valid_mask, hole_ratio = warp.anchor, warp.valid_mask, warp.hole_ratio
@@ -155,7 +161,7 @@ class ReCaptureMultiviewAnchor:
             hole_ratio = torch.ones(count)
         use_generator = generator_frames(hole_ratio, mode, hole_threshold)
 
-        gen_height, gen_width = generation_size(height, width, resolution)
+        gen_height, gen_width = generation_size(height, width, resolution or NATIVE_RESOLUTION[kind])
         todo = [int(i) for i in torch.nonzero(use_generator).flatten()]
         bar = _comfy.progress(max(1, len(todo) * steps))
         generated = torch.zeros_like(frames)

@@ -174,7 +174,7 @@ def train_once_render_many() -> Workflow:
         "with another path never retrains the spatial LoRA.", MODELS_NOTE, VIDEO_NOTE])
 
 
-MULTIVIEW = {"mode": "fuse with warp", "hole_threshold": 0.35, "resolution": 256, "seed": 0, "steps": 20, "cfg": 4.0,
+MULTIVIEW = {"mode": "fuse with warp", "hole_threshold": 0.35, "resolution": 0, "seed": 0, "steps": 20, "cfg": 4.0,
              "sampler_name": "euler", "scheduler": "sgm_uniform", "source_elevation": 0.0, "orbit_frames": 21}
 
 
@@ -184,7 +184,7 @@ def large_orbit() -> Workflow:
              "anchor": {"class_type": "ReCaptureMultiviewAnchor",
                         "inputs": {"frames": ["components", 0], "trajectory": ["camera", 0], "model": ["multiview_model", 0],
                                    "clip_vision": ["multiview_model", 1], "vae": ["multiview_model", 2],
-                                   "depth": ["depth", 0], **MULTIVIEW}},
+                                   "depth": ["depth", 0], "match_subject_distance": True, **MULTIVIEW}},
              **_anchor_outputs("anchor", "camera", "recapture/large_orbit", overlay_output=4),
              "backbone": {"class_type": "ReCaptureSVDLoader", "inputs": {"model": SVD_FOLDER, "dtype": "fp16"}},
              **SPATIAL, **_training("recapture/large_orbit", warp="anchor")}
@@ -194,8 +194,8 @@ def large_orbit() -> Workflow:
         "new camera. The overlay shows (magenta) what the multiview model generated. The temporal LoRA trusts only "
         "valid_mask (source pixels); to let it learn from generated pixels too, connect InvertMask(hole_mask) to its "
         "valid_mask instead.",
-        f"Multiview model: Stability AI's {MULTIVIEW_CHECKPOINT} (Stable Zero123, 256 px) or sv3d_p.safetensors (SV3D_p, "
-        "set resolution 576; SV3D_u has no camera input) in ComfyUI/models/checkpoints/, loaded by 'Image Only "
+        f"Multiview model: Stability AI's {MULTIVIEW_CHECKPOINT} (Stable Zero123) or sv3d_p.safetensors (SV3D_p; SV3D_u "
+        "has no camera input) in ComfyUI/models/checkpoints/, loaded by 'Image Only "
         "Checkpoint Loader'; check their licences. Orbits map exactly to the model's elevation/azimuth; the report "
         "warns when a path is not an orbit around the subject.", MODELS_NOTE, VIDEO_NOTE, CAMERA_NOTE])
 

@@ -87,6 +87,22 @@ def test_fusion_keeps_exact_warp_pixels_and_generates_the_rest(node, comfy_model
     assert "stable_zero123" in report and "3 of 3 frames generated" in report
 
 
+def test_match_subject_distance_off_warps_the_trajectory_as_given(node, comfy_models, clip):
+    frames, depth = clip
+    trajectory = preset_trajectory("truck right", 0.3, F, "linear", subject_distance=3.0)
+    valid = run(node, comfy_models, frames, trajectory, depth=depth, match_subject_distance=False, steps=1)[1]
+    as_given = warp_video(frames, depth.as_depth(), trajectory, edge_threshold=0.05).valid_mask
+    scaled = warp_video(frames, depth.as_depth(), trajectory.scaled_to_subject_distance(central_median_depth(depth)),
+                        edge_threshold=0.05).valid_mask
+    assert torch.equal(valid, as_given) and not torch.equal(valid, scaled)
+
+
+def test_resolution_zero_is_the_models_training_size(node, comfy_models, clip):
+    frames, _ = clip
+    report = run(node, comfy_models, frames[:1], orbit(frames=1), mode="generator only", resolution=0, steps=1)[3]
+    assert "generated at 256x192" in report  # Stable Zero123: 256 on the longer side, the frame's 4:3 kept
+
+
 def test_same_seed_same_views_other_seed_other_views(node, comfy_models, clip):
     frames, _ = clip
     first = run(node, comfy_models, frames, orbit(), mode="generator only")[0]
