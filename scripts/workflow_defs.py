@@ -91,10 +91,10 @@ def _anchor_outputs(warp: str, camera: str, prefix: str, overlay_output: int = 2
     }
 
 
-def _training(prefix: str, suffix: str = "", warp: str = "warp", spatial: str = "spatial") -> dict:
+def _training(prefix: str, suffix: str = "", warp: str = "warp", spatial: str = "spatial", valid_mask: list | None = None) -> dict:
     return {
         f"temporal{suffix}": {"class_type": "ReCaptureMaskedTemporalLoRATrain",
-                              "inputs": {"backbone": ["backbone", 0], "anchor": [warp, 0], "valid_mask": [warp, 1],
+                              "inputs": {"backbone": ["backbone", 0], "anchor": [warp, 0], "valid_mask": valid_mask or [warp, 1],
                                          "spatial_lora": [spatial, 0], **TRAIN}},
         f"sample{suffix}": {"class_type": "ReCaptureDualLoRASample",
                             "inputs": {"backbone": ["backbone", 0], "anchor": [warp, 0], "temporal_lora": [f"temporal{suffix}", 0],
@@ -186,14 +186,17 @@ def large_orbit() -> Workflow:
                                    "clip_vision": ["multiview_model", 1], "vae": ["multiview_model", 2],
                                    "depth": ["depth", 0], "match_subject_distance": True, **MULTIVIEW}},
              **_anchor_outputs("anchor", "camera", "recapture/large_orbit", overlay_output=4),
+             # valid + generated pixels: as in the paper, a multiview anchor is trained on as a whole
+             "trusted_mask": {"class_type": "InvertMask", "inputs": {"mask": ["anchor", 2]},
+                              "_meta": {"title": "InvertMask (hole_mask -> source + generated)"}},
              "backbone": {"class_type": "ReCaptureSVDLoader", "inputs": {"model": SVD_FOLDER, "dtype": "fp16"}},
-             **SPATIAL, **_training("recapture/large_orbit", warp="anchor")}
+             **SPATIAL, **_training("recapture/large_orbit", warp="anchor", valid_mask=["trusted_mask", 0])}
     return Workflow("3_large_orbit_multiview", "ReCapture 3: large orbit with a multiview anchor (Stable Zero123 / SV3D)", graph, [
         "Large orbit (60 deg): the point cloud alone would leave most of each frame empty, so MultiviewAnchor keeps the "
         "exact warped pixels and lets a pose-conditioned multiview model re-imagine the rest of every frame from its "
-        "new camera. The overlay shows (magenta) what the multiview model generated. The temporal LoRA trusts only "
-        "valid_mask (source pixels); to let it learn from generated pixels too, connect InvertMask(hole_mask) to its "
-        "valid_mask instead.",
+        "new camera. The overlay shows (magenta) what the multiview model generated. As in the paper, the temporal LoRA "
+        "learns from the whole multiview anchor: InvertMask(hole_mask) marks source and generated pixels. To trust only "
+        "the exact warped pixels, connect MultiviewAnchor's valid_mask to the trainer instead.",
         f"Multiview model: Stability AI's {MULTIVIEW_CHECKPOINT} (Stable Zero123) or sv3d_p.safetensors (SV3D_p; SV3D_u "
         "has no camera input) in ComfyUI/models/checkpoints/, loaded by 'Image Only "
         "Checkpoint Loader'; check their licences. Orbits map exactly to the model's elevation/azimuth; the report "
