@@ -36,7 +36,9 @@ async ([api, notes, title]) => {
         note.pos = [left + i * 440, top - 220];
         app.graph.add(note);
     });
-    return app.graph.serialize();
+    // Through JSON.stringify, as the frontend's own Save does: properties left undefined disappear
+    // (handed over as objects they would arrive as nulls, which the frontend's schema rejects on load).
+    return JSON.stringify(app.graph.serialize());
 }
 """
 
@@ -49,7 +51,7 @@ def main() -> int:
         with ComfyServer(comfy_dir=Path(paths["COMFYUI_DIR"]), base_dir=base, python=paths["RECAPTURE_PYTHON"]) as server:
             with frontend(server.url) as page:
                 for workflow in all_workflows():
-                    saved = page.evaluate(LOAD_AND_SAVE, [numbered(workflow.graph), workflow.notes, workflow.title])
+                    saved = json.loads(page.evaluate(LOAD_AND_SAVE, [numbered(workflow.graph), workflow.notes, workflow.title]))
                     saved.setdefault("extra", {})["recapture"] = {"needs_models": workflow.needs_models}
                     out = REPO / "workflows" / f"{workflow.name}.json"
                     out.write_text(json.dumps(saved, indent=1) + "\n")
