@@ -23,19 +23,34 @@ from workflow_defs import all_workflows, numbered  # noqa: E402
 LOAD_AND_SAVE = """
 async ([api, notes, title]) => {
     await app.loadApiJson(api, title);
+    // Columns by execution order, once the media previews have loaded and grown their nodes
+    // (loadApiJson lays out before that, so previews overlap the nodes below).
+    await new Promise(resolve => setTimeout(resolve, 2000));
+    app.graph.arrange(80);
     const nodes = app.graph._nodes;
     // Seeds stay put: a sample workflow reproduces its result, and trainers reuse cached LoRAs.
     for (const node of nodes) for (const w of node.widgets || []) if (w.name === "control_after_generate") w.value = "fixed";
     const left = Math.min(...nodes.map(n => n.pos[0]));
     const top = Math.min(...nodes.map(n => n.pos[1]));
+    // Notes in a row above the graph, each tall enough for its text, placed by their real widths
+    // (a long title widens a node beyond the size asked for).
+    let x = left;
+    const sizes = notes.map(text => [480, 50 + 15 * (Math.ceil(text.length / 68) + text.split(String.fromCharCode(10)).length - 1)]);
+    const tallest = Math.max(...sizes.map(size => size[1]));
     notes.forEach((text, i) => {
         const note = LiteGraph.createNode("Note");
         note.title = i === 0 ? title : "Note";
         note.widgets[0].value = text;
-        note.size = [420, 160];
-        note.pos = [left + i * 440, top - 220];
         app.graph.add(note);
+        note.size = [Math.max(sizes[i][0], note.size[0]), sizes[i][1]];
+        note.pos = [x, top - tallest - 60];
+        x += note.size[0] + 30;
     });
+    // Open with the notes in view: they sit above the graph, at negative y.
+    const offset = [20 - left, tallest + 140 - top];
+    app.canvas.ds.offset = offset;
+    app.canvas.ds.scale = 1;
+    app.graph.extra.ds = {scale: 1, offset};
     // Through JSON.stringify, as the frontend's own Save does: properties left undefined disappear
     // (handed over as objects they would arrive as nulls, which the frontend's schema rejects on load).
     return JSON.stringify(app.graph.serialize());
