@@ -25,8 +25,14 @@ async ([api, notes, title]) => {
     await app.loadApiJson(api, title);
     // Columns by execution order, once the media previews have loaded and grown their nodes
     // (loadApiJson lays out before that, so previews overlap the nodes below).
+    // The first load of a session lands in a tab the frontend is still opening: wait for all nodes.
+    const ready = () => app.graph._nodes.length === Object.keys(api).length
+        && app.graph._nodes.every(n => [...n.size, ...n.pos].every(Number.isFinite));
     await new Promise(resolve => setTimeout(resolve, 2000));
+    for (let waited = 0; !ready() && waited < 10000; waited += 250) await new Promise(r => setTimeout(r, 250));
+    const finite = () => app.graph._nodes.every(n => [...n.size, ...n.pos].every(Number.isFinite));
     app.graph.arrange(80);
+    if (!ready()) throw new Error("the graph did not load whole, or a node has no finite size after layout");
     const nodes = app.graph._nodes;
     // Seeds stay put: a sample workflow reproduces its result, and trainers reuse cached LoRAs.
     for (const node of nodes) for (const w of node.widgets || []) if (w.name === "control_after_generate") w.value = "fixed";
