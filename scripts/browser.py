@@ -36,8 +36,11 @@ def frontend(server_url: str, timeout_s: float = 120.0):
             errors = []
             page.on("pageerror", lambda err: errors.append(str(err)))
             page.goto(server_url, wait_until="domcontentloaded", timeout=timeout_s * 1000)
+            # Ready once the frontend has opened its first workflow tab: a graph loaded before that is
+            # replaced by the blank "Unsaved Workflow" the frontend sets up a moment after start.
             page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph "
-                                   "&& Object.keys(LiteGraph.registered_node_types).length > 100",
+                                   "&& Object.keys(LiteGraph.registered_node_types).length > 100 "
+                                   "&& window.app.extensionManager?.workflow?.activeWorkflow",
                                    timeout=timeout_s * 1000)
             page.page_errors = errors
             yield page

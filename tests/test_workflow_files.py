@@ -117,7 +117,7 @@ async (workflow) => {
     const toasts = Array.from(document.querySelectorAll(".p-toast-message")).map(e => e.innerText);
     const missing = workflow.nodes.map(n => n.type).filter(t => !(t in LiteGraph.registered_node_types));
     const prompt = await app.graphToPrompt();
-    return {missing, toasts, output: prompt.output};
+    return {missing, toasts, loaded: app.graph._nodes.length, output: prompt.output};
 }
 """
 
@@ -127,6 +127,7 @@ def test_the_real_frontend_loads_each_workflow_and_its_graph_runs(path, frontend
     results, errors = frontend_results
     result = results[path.stem]
     assert result["missing"] == [] and result["toasts"] == [] and errors == []
+    assert result["loaded"] == len(json.loads(path.read_text())["nodes"])  # the whole file, in the active tab
     api = {node_id: {"class_type": node["class_type"], "inputs": node["inputs"]} for node_id, node in result["output"].items()}
     definition = {node_id: {"class_type": node["class_type"], "inputs": node["inputs"]}
                   for node_id, node in numbered(DEFINITIONS[path.stem].graph).items()}
