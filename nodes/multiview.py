@@ -72,6 +72,16 @@ def _conditioning(kind: str, clip_vision, vae, image: torch.Tensor, height: int,
     return positive, negative, latent
 
 
+def _sample_view(model, vae, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, on_step):
+    """One novel view ``[1, h, w, 3]``: ComfyUI's sampler, then its VAE; for SV3D the sweep's last frame."""
+    import comfy.sample
+
+    noise = comfy.sample.prepare_noise(latent_image, seed)
+    samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
+                                  denoise=1.0, callback=on_step, disable_pbar=True, seed=seed)
+    return vae.decode(samples)[-1:]
+
+
 class ReCaptureMultiviewAnchor:
     DESCRIPTION = ("Anchor video for large orbits: every frame is re-imagined from its new camera by a pose-conditioned "
                    "multiview model (Stable Zero123 or SV3D_p), frame by frame. With depth connected, pixels the point "
@@ -134,8 +144,6 @@ class ReCaptureMultiviewAnchor:
 
     def anchor(self, frames, trajectory, model, clip_vision, vae, mode, hole_threshold, resolution, seed, steps, cfg,
                sampler_name, scheduler, source_elevation, orbit_frames, depth=None, match_subject_distance=True):
-        import comfy.sample
-
         # Every check before any work: a bad input fails in milliseconds, not after a warp.
         check_frames(frames, "frames")
         trajectory.check_frame_count(frames.shape[0])
@@ -156,33 +164,28 @@ class ReCaptureMultiviewAnchor:
                               device=_comfy.device(), check_interrupt=_comfy.check_interrupt)
             warped, valid_mask, hole_ratio = warp.anchor, warp.valid_mask, warp.hole_ratio
         else:
-            warped = torch.zeros_like(frames)
-            valid_mask = torch.zeros(frames.shape[:3])
-            hole_ratio = torch.ones(count)
+            warped, valid_mask, hole_ratio = torch.zeros_like(frames), torch.zeros(frames.shape[:3]), torch.ones(count)
         use_generator = generator_frames(hole_ratio, mode, hole_threshold)
 
-        gen_height, gen_width = generation_size(height, width, resolution or NATIVE_RESOLUTION[kind])
+        size = generation_size(height, width, resolution or NATIVE_RESOLUTION[kind])
         todo = [int(i) for i in torch.nonzero(use_generator).flatten()]
         bar = _comfy.progress(max(1, len(todo) * steps))
         generated = torch.zeros_like(frames)
         for done, index in enumerate(todo):
             _comfy.check_interrupt()
-            positive, negative, latent = _conditioning(kind, clip_vision, vae, frames[index:index + 1], gen_height,
-                                                       gen_width, views[index], source_elevation, orbit_frames)
-            latent_image = latent["samples"]
-            noise = comfy.sample.prepare_noise(latent_image, seed)
 
             def on_step(step, _x0, _x, _total, offset=done * steps):
                 _comfy.check_interrupt()
                 bar(offset + step + 1)
 
-            samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative,
-                                          latent_image, denoise=1.0, callback=on_step, disable_pbar=True, seed=seed)
-            view = vae.decode(samples)[-1:]  # SV3D: the last view of the sweep is the target
+            positive, negative, latent = _conditioning(kind, clip_vision, vae, frames[index:index + 1], *size,
+                                                       views[index], source_elevation, orbit_frames)
+            view = _sample_view(model, vae, positive, negative, latent["samples"], seed, steps, cfg, sampler_name,
+                                scheduler, on_step)
             generated[index] = fit_to_frame(view.to(frames.dtype).cpu(), height, width)[0]
 
         anchor, valid, generated_mask, hole_mask = fuse_anchor(warped, valid_mask, generated, use_generator)
-        report = _report(kind, mode, views, use_generator, hole_ratio, depth is not None, (gen_height, gen_width))
+        report = _report(kind, mode, views, use_generator, hole_ratio, depth is not None, size)
         log.info("ReCapture MultiviewAnchor: %s", report.replace("\n", " | "))
         return (anchor, valid, hole_mask, report, generated_mask)
 
