@@ -82,8 +82,9 @@ def test_fusion_keeps_exact_warp_pixels_and_generates_the_rest(node, comfy_model
     assert torch.equal(valid + generated + hole, torch.ones(F, H, W))
     assert hole.sum() == 0 and generated[1:].sum() > 0
     fill = generated > 0
-    # generated pixels really come from the model: not the warp's black hole fill, and finite
-    assert torch.isfinite(anchor).all() and anchor[fill].abs().sum() > 0
+    # every other pixel is the model's view of that frame: the same as the generator alone makes it
+    generator_only = run(node, comfy_models, frames, orbit(), mode="generator only")[0]
+    assert torch.equal(anchor[fill], generator_only[fill]) and not torch.equal(anchor[fill], reference.anchor[fill])
     assert "stable_zero123" in report and "3 of 3 frames generated" in report
 
 
