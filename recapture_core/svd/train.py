@@ -91,7 +91,7 @@ class _Trainer:
         """
         s = self.settings
         drawn = torch.exp(self.randn(1) * s.p_std + s.p_mean)
-        sigma = (drawn if sigma is None else torch.tensor([float(sigma)], device=self.device)).to(self.device)
+        sigma = (drawn if sigma is None else torch.tensor([float(sigma)])).to(self.device)
         noise = self.randn(*latents.shape).to(self.device)
         with torch.no_grad():
             cond = conditioning_latents(self.backbone, cond_image, s.noise_aug_strength, self.randn(*cond_image.shape).to(self.device))
