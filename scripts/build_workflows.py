@@ -53,7 +53,7 @@ async ([api, notes, title]) => {
         x += note.size[0] + 30;
     });
     // Open with the notes in view: they sit above the graph, at negative y.
-    const offset = [20 - left, tallest + 140 - top];
+    const offset = [80 - left, tallest + 240 - top];  // clear of the menu bars that overlay the canvas
     app.canvas.ds.offset = offset;
     app.canvas.ds.scale = 1;
     app.graph.extra.ds = {scale: 1, offset};
