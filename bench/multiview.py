@@ -54,19 +54,13 @@ def coverage(frames, depth) -> list[dict]:
 def load_pack():
     """ComfyUI on the path (before this repo: its ``nodes`` module must win) and the pack imported
     the way ComfyUI imports a custom node folder."""
-    import importlib.util
-
     import comfy_host
 
     sys.path.insert(0, comfy_host.host_paths()["COMFYUI_DIR"])
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
-    spec = importlib.util.spec_from_file_location("recapture_pack", REPO / "__init__.py", submodule_search_locations=[str(REPO)])
-    pack = importlib.util.module_from_spec(spec)
-    sys.modules["recapture_pack"] = pack
-    spec.loader.exec_module(pack)
-    return pack
+    return comfy_host.import_pack("recapture_pack")
 
 
 def timed(call, repeats: int = 2) -> float:

@@ -59,6 +59,20 @@ def format_rejection(body: dict) -> str:
     return "\n".join(lines)
 
 
+def import_pack(module_name: str):
+    """This repo imported in-process the way ComfyUI imports a custom node folder (a package named
+    ``module_name`` rooted at the repo, so the pack's relative imports work); imported once."""
+    import importlib.util
+
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def host_paths() -> dict[str, str]:
     """Paths written by scripts/setup.sh; COMFYUI_DIR in the environment wins."""
     if not HOST_ENV_FILE.exists():

@@ -5,7 +5,6 @@ over this repo's ``nodes/`` package, so the ComfyUI tree goes first and the repo
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -43,14 +42,7 @@ def comfyui_dir() -> Path:
 @pytest.fixture(scope="session")
 def pack():
     """The pack imported in-process the way ComfyUI imports a custom node folder."""
-    if PACK_MODULE_NAME in sys.modules:
-        return sys.modules[PACK_MODULE_NAME]
-    spec = importlib.util.spec_from_file_location(PACK_MODULE_NAME, REPO / "__init__.py",
-                                                  submodule_search_locations=[str(REPO)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK_MODULE_NAME] = module
-    spec.loader.exec_module(module)
-    return module
+    return comfy_host.import_pack(PACK_MODULE_NAME)
 
 
 @pytest.fixture(scope="session")
