@@ -4,29 +4,38 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from pathlib import Path, PurePosixPath, PureWindowsPath
+import unicodedata
+from pathlib import Path, PureWindowsPath
 from typing import Callable
 
 from .errors import ReCaptureInputError
 
 
 def safe_child(folder: str | os.PathLike, name: str, input_name: str) -> Path:
-    """``folder / name`` for a user-supplied relative ``name`` that must not leave ``folder``.
+    """``folder / name`` for a user-supplied ``name`` that must stay inside ``folder``: the one rule for every
+    file name a node reads or writes.
 
-    Rejects empty names, absolute paths, drive letters, ``..`` components and symlinks that
-    resolve outside the folder.
+    A name is a relative path of plain components separated by ``/`` (or ``\\``): no empty component
+    (so no separator at either end), no ``.`` or ``..``, no control characters (newlines, tabs, NUL),
+    no spaces at the ends of a component, no drive letter, and no symbolic link leading out of the folder.
     """
-    if not name or not name.strip():
+    fix = "Use a name like 'my_run' or 'subfolder/my_run' inside the folder."
+    if not isinstance(name, str) or not name.strip():
         raise ReCaptureInputError(input_name, "is empty", "Give a file name.")
-    if "\x00" in name:
-        raise ReCaptureInputError(input_name, "contains a NUL character", "Use a plain file name.")
-    for flavour in (PurePosixPath(name), PureWindowsPath(name)):
-        if flavour.is_absolute() or flavour.drive or ".." in flavour.parts:
-            raise ReCaptureInputError(input_name, f"{name!r} points outside its folder",
-                                      "Use a name relative to the folder, without '..' or a leading '/'.")
+    bad = sorted({char for char in name if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp")})
+    if bad:
+        raise ReCaptureInputError(input_name, f"{name!r} contains control characters ({', '.join(map(repr, bad))})", fix)
+    if PureWindowsPath(name).drive or name.startswith(("/", "\\")):
+        raise ReCaptureInputError(input_name, f"{name!r} points outside its folder",
+                                  "Use a name relative to the folder, without '..' or a leading '/'.")
+    for component in re.split(r"[/\\]", name):
+        if component in ("", ".", ".."):
+            raise ReCaptureInputError(input_name, f"{name!r} has an empty, '.' or '..' part (or a separator at an end)", fix)
+        if component != component.strip():
+            raise ReCaptureInputError(input_name, f"{name!r} has a part with spaces at its ends ({component!r})", fix)
     root = Path(folder).resolve()
     path = (root / name).resolve()
-    if path != root and root not in path.parents:
+    if root not in path.parents:
         raise ReCaptureInputError(input_name, f"{name!r} resolves outside {root}",
                                   "Use a name relative to the folder (symbolic links may not lead out of it).")
     return path

@@ -147,7 +147,7 @@ def test_sv3d_sweeps_to_the_target_view(node, comfy_models, clip):
     (dict(vae=None), "vae", "no VAE"),
     (dict(depth=None), "depth", "no depth is connected"),
     (dict(trajectory_frames=F + 2), "trajectory", "5"),
-    (dict(model="sv3d", orbit_frames=1), "orbit_frames", "cannot hold"),
+    (dict(model="sv3d", orbit_frames=1), "orbit_frames", "outside 2..64"),
 ])
 def test_bad_input_is_named_before_any_work(node, comfy_models, clip, monkeypatch, change, input_name, problem):
     import comfy.sample

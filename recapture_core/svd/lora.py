@@ -6,6 +6,7 @@ train/eval mode and gradient checkpointing are all restored).
 """
 from __future__ import annotations
 
+import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,12 +53,44 @@ class ReCaptureLoRA:
                 "backbone_name": self.backbone_name, "layers_per_block": str(self.layers_per_block), "steps": str(self.steps), "final_loss": repr(float(self.final_loss)),
                 "settings": json.dumps(self.settings, sort_keys=True)}
 
+    def check_contents(self, input_name: str) -> None:
+        """Kind, rank and alpha make sense and every weight pair is ``A [rank, in]``, ``B [out, rank]``, finite."""
+        again = "Train it again, or load another LoRA."
+        if self.kind not in KINDS:
+            raise ReCaptureInputError(input_name, f"has unknown kind {self.kind!r}", f"A ReCapture LoRA is {' or '.join(KINDS)}. {again}")
+        if self.rank < 1 or not (math.isfinite(self.alpha) and self.alpha > 0):
+            raise ReCaptureInputError(input_name, f"has rank {self.rank} and alpha {self.alpha}; both must be positive", again)
+        modules = {key.rpartition(".lora_")[0] for key in self.state_dict}
+        if not modules:
+            raise ReCaptureInputError(input_name, "holds no weights", again)
+        for module in sorted(modules):
+            down, up = self.state_dict.get(f"{module}.lora_A.weight"), self.state_dict.get(f"{module}.lora_B.weight")
+            if down is None or up is None or down.ndim != 2 or up.ndim != 2 or down.shape[0] != self.rank or up.shape[1] != self.rank:
+                shapes = [list(t.shape) if t is not None else None for t in (down, up)]
+                raise ReCaptureInputError(input_name, f"has weights for {module} of shapes {shapes} (A, B), which do not fit "
+                                          f"its rank {self.rank}", again)
+            if not (down.is_floating_point() and torch.isfinite(down).all() and torch.isfinite(up).all()):
+                raise ReCaptureInputError(input_name, f"has non-finite or non-float weights in {module}", again)
+
     def check_backbone(self, backbone, input_name: str) -> None:
+        """Trained on this UNet architecture, and every weight fits the module it goes into."""
         if self.backbone_architecture != backbone.architecture_id:
             raise ReCaptureInputError(
                 input_name, f"was trained for another backbone ({self.backbone_name or '?'}, architecture "
                 f"{self.backbone_architecture}) than the one connected ({backbone.name}, {backbone.architecture_id})",
                 "Train the LoRA on this backbone, or connect the backbone it was trained on.")
+        self.check_contents(input_name)
+        linears = dict(backbone.unet.named_modules())
+        for key, tensor in self.state_dict.items():
+            module_name, _, part = key.rpartition(".lora_")
+            module = linears.get(module_name)
+            if not isinstance(module, torch.nn.Linear):
+                raise ReCaptureInputError(input_name, f"has weights for {module_name}, which this backbone ({backbone.name}) "
+                                          "does not have as a Linear layer", "Use a LoRA trained on this backbone.")
+            expected = (self.rank, module.in_features) if part == "A.weight" else (module.out_features, self.rank)
+            if tuple(tensor.shape) != expected:
+                raise ReCaptureInputError(input_name, f"has {key} of shape {list(tensor.shape)}; {backbone.name} needs "
+                                          f"{list(expected)}", "Use a LoRA trained on this backbone.")
 
 
 @dataclass
@@ -146,6 +179,8 @@ def adapters_attached(unet: torch.nn.Module, specs: list[AdapterSpec], gradient_
             for spec in specs:
                 params = [p for n, p in unet.named_parameters() if f".{spec.name}." in n and "lora_" in n]
                 for p in params:
+                    if spec.trainable:  # trainable weights and so the optimiser state are float32 whatever the UNet's dtype
+                        p.data = p.data.float()
                     p.requires_grad_(spec.trainable)
                 trainable[spec.name] = params if spec.trainable else []
             if gradient_checkpointing is not None:

@@ -7,11 +7,13 @@ from pathlib import Path
 import torch
 
 from ..errors import ReCaptureInputError
+from ..model_files import reading
 from ..paths import atomic_write
 from .keys import attention_module_to_original
 from .lora import ReCaptureLoRA
 
 _PREFIX = "unet."
+_REQUIRED_METADATA = ("kind", "rank", "alpha", "targets", "backbone_architecture", "backbone_weights")
 
 
 def save_lora(lora: ReCaptureLoRA, path: Path) -> None:
@@ -22,23 +24,31 @@ def save_lora(lora: ReCaptureLoRA, path: Path) -> None:
     atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=lora.metadata()))
 
 
-def load_lora(path: Path) -> ReCaptureLoRA:
+def load_lora(path: Path, input_name: str = "lora_name") -> ReCaptureLoRA:
+    """A LoRA saved by :func:`save_lora`; a damaged file or missing metadata is an error naming the file."""
     from safetensors import safe_open
 
     if not path.is_file():
-        raise ReCaptureInputError("lora", f"{path} does not exist", "Train and save a LoRA first, or pick another file.")
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-        if meta.get("format") != "recapture.lora":
-            raise ReCaptureInputError("lora", f"{path.name} is not a ReCapture LoRA (no recapture.lora metadata)",
-                                      "Load LoRAs saved by 'Save ReCapture LoRA'; ComfyUI-format exports go to LoraLoaderModelOnly.")
-        state = {k[len(_PREFIX):]: handle.get_tensor(k) for k in handle.keys()}
-    return ReCaptureLoRA(kind=meta["kind"], rank=int(meta["rank"]), alpha=float(meta["alpha"]), targets=meta["targets"],
-                         state_dict=state, backbone_architecture=meta["backbone_architecture"],
-                         backbone_weights=meta["backbone_weights"], backbone_name=meta.get("backbone_name", ""),
-                         layers_per_block=int(meta.get("layers_per_block", 2)),
-                         steps=int(meta.get("steps", 0)), final_loss=float(meta.get("final_loss", "nan")),
-                         settings=json.loads(meta.get("settings", "{}")))
+        raise ReCaptureInputError(input_name, f"{path} does not exist", "Train and save a LoRA first, or pick another file.")
+    with reading(path, input_name, "Save the LoRA again with 'Save ReCapture LoRA', or pick another file."):
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            if meta.get("format") != "recapture.lora":
+                raise ReCaptureInputError(input_name, f"{path.name} is not a ReCapture LoRA (no recapture.lora metadata)",
+                                          "Load LoRAs saved by 'Save ReCapture LoRA'; ComfyUI-format exports go to LoraLoaderModelOnly.")
+            missing = [key for key in _REQUIRED_METADATA if key not in meta]
+            if missing:
+                raise ReCaptureInputError(input_name, f"{path.name} lacks the metadata {', '.join(missing)}",
+                                          "Save the LoRA again with 'Save ReCapture LoRA'.")
+            state = {k[len(_PREFIX):]: handle.get_tensor(k) for k in handle.keys()}
+        lora = ReCaptureLoRA(kind=meta["kind"], rank=int(meta["rank"]), alpha=float(meta["alpha"]), targets=meta["targets"],
+                             state_dict=state, backbone_architecture=meta["backbone_architecture"],
+                             backbone_weights=meta["backbone_weights"], backbone_name=meta.get("backbone_name", ""),
+                             layers_per_block=int(meta.get("layers_per_block", 2)),
+                             steps=int(meta.get("steps", 0)), final_loss=float(meta.get("final_loss", "nan")),
+                             settings=json.loads(meta.get("settings", "{}")))
+    lora.check_contents(input_name)
+    return lora
 
 
 def to_comfy_state_dict(lora: ReCaptureLoRA) -> dict[str, torch.Tensor]:

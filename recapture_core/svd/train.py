@@ -12,7 +12,7 @@ checkpointing, and autocast on CUDA.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -64,6 +64,38 @@ def _autocast(device: torch.device, mode: str):
     return torch.autocast("cuda", dtype=torch.float16 if mode == "fp16" else torch.bfloat16)
 
 
+@contextmanager
+def float32_compute_on_cpu(unet: torch.nn.Module, device: torch.device):
+    """On the CPU, train a half-precision UNet in float32 and put every tensor back in its own dtype after.
+
+    The CPU has no autocast for fp16 and its half-precision kernels are slow, and a backward pass
+    through fp16 layers without loss scaling loses its gradients; fp16 -> fp32 -> fp16 is exact, so
+    the shared backbone comes back bit for bit. On CUDA the weights keep their dtype (autocast and
+    loss scaling handle half precision there).
+    """
+    tensors = [t for t in (*unet.parameters(), *unet.buffers()) if t.is_floating_point() and t.dtype != torch.float32]
+    if torch.device(device).type != "cpu" or not tensors:
+        yield
+        return
+    with torch.inference_mode(False), torch.no_grad():
+        saved = [t.dtype for t in tensors]
+        for tensor in tensors:
+            tensor.data = tensor.data.float()
+    try:
+        yield
+    finally:
+        with torch.inference_mode(False), torch.no_grad():
+            for tensor, dtype in zip(tensors, saved):
+                tensor.data = tensor.data.to(dtype)
+
+
+def _diverged(step: int, steps: int, loss: float, unet: torch.nn.Module) -> ReCaptureInputError:
+    dtype = str(next(unet.parameters()).dtype).replace("torch.", "")
+    return ReCaptureInputError(
+        "learning_rate", f"training diverged: the loss became {loss} at step {step} of {steps} (weights in {dtype}); "
+        "no LoRA was produced", "Lower the learning rate (the paper: 5e-4), or load the backbone in bf16 or fp32.")
+
+
 def latent_valid_mask(valid_mask: torch.Tensor, factor: int) -> torch.Tensor:
     """``[F, H, W]`` pixel mask -> ``[F, H/factor, W/factor]``: 1 where every pixel of the cell is valid (min-pool)."""
     binary = (valid_mask >= 1.0).float()[:, None]
@@ -79,6 +111,11 @@ class _Trainer:
         self.backbone, self.settings, self.device = backbone, settings, torch.device(device)
         self.progress, self.check_interrupt = progress, check_interrupt
         self.generator = torch.Generator().manual_seed(settings.seed)
+
+    def _computes_in_fp16(self, unet: torch.nn.Module) -> bool:
+        weights_fp16 = next(unet.parameters()).dtype == torch.float16
+        autocast_fp16 = self.device.type == "cuda" and self.settings.mixed_precision == "fp16"
+        return self.device.type == "cuda" and (weights_fp16 or autocast_fp16)
 
     def randn(self, *shape) -> torch.Tensor:
         # Drawn on the CPU (the generator's device), so a seed gives the same run on any device.
@@ -110,23 +147,30 @@ class _Trainer:
         s = self.settings
         unet = self.backbone.unet
         losses = []
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), float32_compute_on_cpu(unet, self.device):
             with adapters_attached(unet, specs, gradient_checkpointing=s.gradient_checkpointing, init_seed=s.seed) as trainable, \
                     (temporal_layers_off(unet) if spatial_only else nullcontext()):
                 params = trainable["rc_trainable"]
                 optimizer = torch.optim.AdamW(params, lr=s.learning_rate)
+                # fp16 gradients underflow without loss scaling; the parameters it unscales are float32.
+                scaler = torch.amp.GradScaler(self.device.type, enabled=self._computes_in_fp16(unet))
                 unet.train()
                 for step in range(s.steps):
                     if self.check_interrupt is not None:
                         self.check_interrupt()
                     loss = self.step_loss(*sample_clip())
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
                     losses.append(float(loss.detach()))
+                    if not math.isfinite(losses[-1]):
+                        raise _diverged(step + 1, s.steps, losses[-1], unet)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                     if self.progress is not None:
                         self.progress(step + 1, s.steps, losses[-1])
                 state = extract_state_dict(unet, "rc_trainable")
+        if not all(torch.isfinite(tensor).all() for tensor in state.values()):
+            raise _diverged(s.steps, s.steps, losses[-1], unet)
         tail = losses[-min(10, len(losses)):]
         return ReCaptureLoRA(kind=kind, rank=s.rank, alpha=s.alpha, targets=s.targets or KINDS[kind], state_dict=state, backbone_architecture=self.backbone.architecture_id,
                              backbone_weights=self.backbone.weights_id, backbone_name=self.backbone.name,
