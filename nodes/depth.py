@@ -46,7 +46,8 @@ def _load_cached(path):
 def _maybe_align(depth, temporal_consistency):
     if not temporal_consistency or depth.num_frames < 2:
         return depth
-    aligned, params = align_depth_temporally(depth)
+    aligned, params = align_depth_temporally(depth, progress=_comfy.progress(depth.num_frames),
+                                             check_interrupt=_comfy.check_interrupt)
     log.info("ReCapture depth: per-frame scales after alignment %.3f..%.3f", float(params[:, 0].min()), float(params[:, 0].max()))
     return aligned
 

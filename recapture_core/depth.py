@@ -7,6 +7,7 @@ in scene units for geometry.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -77,6 +78,8 @@ IMAGE_READINGS = {
 }
 #: Relative readings map 0..1 to FLOOR..1 so nothing is infinitely far (a 50:1 depth range).
 RELATIVE_FLOOR = 0.02
+#: A depth-map frame whose values span less than half an 8-bit step is one flat value: no depth in it.
+FLAT_SPREAD = 0.5 / 255.0
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,13 @@ def depth_from_image(image: torch.Tensor, reading: str, near: float = 0.5, far: 
         raise ReCaptureInputError("near", f"metric readings need 0 < near < far, got near={near:g}, far={far:g}",
                                   "Set near and far to the closest and farthest distances in the scene.")
     grey = image[..., :3].to(torch.float32).mean(dim=-1).clamp(0.0, 1.0)  # [F, h, w]
+    spread = (grey.amax(dim=(1, 2)) - grey.amin(dim=(1, 2)))
+    flat = [int(i) for i in torch.nonzero(spread < FLAT_SPREAD).flatten()]
+    if flat:
+        shown = ", ".join(map(str, flat[:8])) + (" ..." if len(flat) > 8 else "")
+        raise ReCaptureInputError(input_name, f"frame(s) {shown} of {grey.shape[0]} are one flat grey value "
+                                  f"({float(grey[flat[0]].mean()):.3f}): a depth map with no depth (all black or all white?)",
+                                  "Check the depth node upstream (its output may be blank), or that the right image is connected.")
     if size is not None and tuple(grey.shape[1:]) != tuple(size):
         log.info("depth map is %dx%d, video is %dx%d: resizing the depth map bilinearly",
                  grey.shape[2], grey.shape[1], size[1], size[0])
@@ -113,33 +123,65 @@ def depth_from_image(image: torch.Tensor, reading: str, near: float = 0.5, far: 
 
 
 # --- temporal consistency ------------------------------------------------------------------------
-def _robust_fit(source: torch.Tensor, target: torch.Tensor, with_shift: bool, keep: float = 0.8,
-                iterations: int = 3) -> tuple[float, float]:
-    """Scale (and shift) mapping ``source [N]`` onto ``target [N]``: least squares, refit on the
-    ``keep`` share of smallest residuals (moving objects and occlusions are the outliers)."""
+#: An affine (scale + shift) fit is kept only while its scale stays within this factor of the
+#: scale-only fit: a near-flat frame (8-bit maps of a flat scene) makes the affine fit ill-posed.
+AFFINE_SCALE_RANGE = 4.0
+#: ... and while it keeps the frame's smallest value at least this share of where the scale-only fit puts it.
+AFFINE_MIN_KEEP = 0.1
+
+
+def _log_scale_fit(source: torch.Tensor, target: torch.Tensor) -> float:
+    """The scale mapping positive ``source [N]`` onto positive ``target [N]``: the median ratio, positive by construction."""
+    return float(torch.exp((target.log() - source.log()).median()))
+
+
+def _robust_affine_fit(source: torch.Tensor, target: torch.Tensor, keep: float = 0.8,
+                       iterations: int = 3) -> tuple[float, float]:
+    """Scale and shift mapping ``source [N]`` onto ``target [N]``: least squares, refit on the ``keep``
+    share of smallest residuals (moving objects and occlusions are the outliers)."""
     mask = torch.ones_like(source, dtype=torch.bool)
     scale, shift = 1.0, 0.0
     for _ in range(iterations):
-        x, y = source[mask].double(), target[mask].double()
-        if with_shift:
-            A = torch.stack([x, torch.ones_like(x)], 1)
-            solution = torch.linalg.lstsq(A, y[:, None]).solution[:, 0]
-            scale, shift = float(solution[0]), float(solution[1])
-        else:
-            scale, shift = float((x * y).sum() / (x * x).sum().clamp_min(1e-30)), 0.0
+        x, y = source[mask], target[mask]
+        design = torch.stack([x, torch.ones_like(x)], 1)
+        solution = torch.linalg.lstsq(design, y[:, None]).solution[:, 0]
+        scale, shift = float(solution[0]), float(solution[1])
         residual = (scale * source + shift - target).abs()
         mask = residual <= torch.quantile(residual.float(), keep)
     return scale, shift
 
 
-def align_depth_temporally(depth: DepthMaps, radius: int = 3, passes: int = 4,
-                           max_samples: int = 20000) -> tuple[DepthMaps, torch.Tensor]:
+def _frame_fit(source: torch.Tensor, target: torch.Tensor, frame_min: float, with_shift: bool) -> tuple[float, float]:
+    """(scale, shift) for one frame that keeps its order (scale > 0) and positivity (min stays > 0).
+
+    The scale-only fit in log space always does; the affine fit replaces it only where it is
+    well-posed (scale near the scale-only one) and keeps the frame's smallest value clear of zero.
+    """
+    scale = _log_scale_fit(source, target)
+    if not with_shift:
+        return scale, 0.0
+    affine_scale, affine_shift = _robust_affine_fit(source, target)
+    well_posed = math.isfinite(affine_scale) and math.isfinite(affine_shift) and \
+        scale / AFFINE_SCALE_RANGE <= affine_scale <= scale * AFFINE_SCALE_RANGE
+    if well_posed and affine_scale * frame_min + affine_shift >= AFFINE_MIN_KEEP * scale * frame_min:
+        return affine_scale, affine_shift
+    return scale, 0.0
+
+
+def align_depth_temporally(depth: DepthMaps, radius: int = 3, passes: int = 4, max_samples: int = 20000,
+                           progress=None, check_interrupt=None) -> tuple[DepthMaps, torch.Tensor]:
     """Remove per-frame scale flicker: fit each frame to the per-pixel median of its neighbours.
 
     Metric depth gets a scale only (its zero is meaningful); relative depth and disparity get
-    scale and shift (they are affine-invariant). Scales are then normalised to a median of 1,
-    so the clip keeps its overall scale. Returns the aligned maps and the ``[F, 2]`` (scale,
-    shift) applied to each frame.
+    scale and shift (they are affine-invariant) where that is well-posed, else a scale. Every
+    frame keeps its depth order and stays positive (scales are positive, shifts are bounded), and
+    the result does not depend on the depth's units (fits run on values divided by the clip's
+    median). Scales are normalised to a median of 1, so the clip keeps its overall scale.
+
+    Args:
+        progress: ``progress(done, total)`` over frames x passes; check_interrupt: called per frame.
+
+    Returns the aligned maps and the ``[F, 2]`` (scale, shift) applied to each frame (shift in the depth's units).
     """
     values = depth.values.to(torch.float32)
     num_frames = values.shape[0]
@@ -147,25 +189,36 @@ def align_depth_temporally(depth: DepthMaps, radius: int = 3, passes: int = 4,
     params = torch.tensor([[1.0, 0.0]] * num_frames, dtype=torch.float64)
     if num_frames < 2:
         return depth, params
+    low = float(values.min())
+    if not (math.isfinite(low) and math.isfinite(float(values.max()))) or low <= 0:
+        raise ReCaptureInputError("depth", f"must be finite and positive to align, found minimum {low:g}",
+                                  "Check the depth node upstream, or turn temporal_consistency off.")
     flat = values.reshape(num_frames, -1)
     generator = torch.Generator().manual_seed(0)
     samples = torch.randperm(flat.shape[1], generator=generator)[:max_samples]
-    aligned = flat[:, samples].clone()
-    for _ in range(passes):
+    unit = float(flat[:, samples].median())  # fits in units of the clip's median: scale-invariant
+    source = flat[:, samples].double() / unit
+    frame_mins = flat.amin(dim=1).double() / unit
+    aligned = source.clone()
+    total = passes * num_frames
+    for iteration in range(passes):
         updated = aligned.clone()
         for i in range(num_frames):
+            if check_interrupt is not None:
+                check_interrupt()
             neighbours = [j for j in range(max(0, i - radius), min(num_frames, i + radius + 1)) if j != i]
             reference = aligned[neighbours].median(dim=0).values
-            scale, shift = _robust_fit(flat[i, samples], reference, with_shift)
+            scale, shift = _frame_fit(source[i], reference, float(frame_mins[i]), with_shift)
             params[i] = torch.tensor([scale, shift], dtype=torch.float64)
-            updated[i] = scale * flat[i, samples] + shift
+            updated[i] = scale * source[i] + shift
+            if progress is not None:
+                progress(iteration * num_frames + i + 1, total)
         aligned = updated
-    norm = params[:, 0].median()
-    params /= norm
-    out = (values * params[:, 0, None, None].float() + params[:, 1, None, None].float())
-    if depth.kind != "metric":
-        floor = out.amax(dim=(1, 2), keepdim=True) * 1e-3
-        out = torch.maximum(out, floor)  # a shift may not push values to zero or below
+    params /= params[:, 0].median()
+    params[:, 1] *= unit
+    out = values * params[:, 0, None, None].float() + params[:, 1, None, None].float()
+    if not bool((out > 0).all()):  # a bug, not bad input: the fits above keep every frame positive
+        raise RuntimeError("ReCapture: temporal depth alignment produced non-positive depth")
     return DepthMaps(out, depth.kind, depth.intrinsics), params
 
 

@@ -114,3 +114,59 @@ def test_colorized_depth_is_an_image_with_near_brighter():
     preview = colorize_depth(DepthMaps(depth, "metric"))
     assert preview.shape == (2, 8, 8, 3) and preview.min() >= 0 and preview.max() <= 1
     assert preview[0, 0, 0].sum() > preview[0, 0, 7].sum()
+
+
+def _keeps_order_and_sign(before: torch.Tensor, after: torch.Tensor) -> bool:
+    """Every frame is positive and sorted the same way (a positive monotone map of its input)."""
+    for x, y in zip(before.reshape(before.shape[0], -1), after.reshape(after.shape[0], -1)):
+        order = torch.argsort(x, stable=True)
+        if not (y > 0).all() or (y[order].diff() < 0).any():
+            return False
+    return True
+
+
+def near_flat_8bit_maps(frames=10, size=24, seed=0):
+    """8-bit grey maps of a near-flat scene: 0.5 +- 1/255, as a depth pack gives for a blank wall."""
+    generator = torch.Generator().manual_seed(seed)
+    codes = 128 + torch.randint(-1, 2, (frames, size, size), generator=generator)
+    return codes.float() / 255.0
+
+
+@pytest.mark.parametrize("kind", ["disparity", "relative", "metric"])
+@pytest.mark.parametrize("clip", ["near-flat 8-bit", "tiny magnitude", "noise"])
+def test_alignment_keeps_every_frames_order_and_sign_and_ignores_units(kind, clip):
+    generator = torch.Generator().manual_seed(4)
+    if clip == "near-flat 8-bit":
+        values = RELATIVE_FLOOR + (1 - RELATIVE_FLOOR) * near_flat_8bit_maps()
+    elif clip == "tiny magnitude":  # 1e-9 .. 6e-8, what a model in odd units gives
+        values = 1e-9 + 5e-8 * torch.rand(10, 24, 24, generator=generator)
+    else:  # noise-like frames, each on its own scale
+        values = torch.rand(10, 24, 24, generator=generator) * torch.exp(torch.randn(10, 1, 1, generator=generator)) + 1e-3
+    aligned, params = align_depth_temporally(DepthMaps(values, kind))
+    assert (params[:, 0] > 0).all()
+    assert _keeps_order_and_sign(values, aligned.values)
+    # Scale-invariant: the same clip in units a billion times larger aligns to the same result, scaled.
+    scaled, _ = align_depth_temporally(DepthMaps(values * 1e9, kind))
+    assert torch.allclose(scaled.values, aligned.values * 1e9, rtol=1e-4)
+
+
+def test_alignment_refuses_non_positive_depth():
+    values = torch.rand(4, 8, 8) + 0.1
+    values[2, 3, 3] = 0.0
+    with pytest.raises(ReCaptureInputError, match="must be finite and positive to align"):
+        align_depth_temporally(DepthMaps(values, "relative"))
+
+
+def test_alignment_checks_for_interrupt_every_frame():
+    from helpers import Interrupted, interrupt_on_call
+
+    with pytest.raises(Interrupted):
+        align_depth_temporally(DepthMaps(torch.rand(50, 8, 8) + 0.1, "relative"), check_interrupt=interrupt_on_call(3))
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 0.5])
+def test_a_flat_depth_image_is_refused_naming_the_frames(value):
+    image = torch.rand(3, 8, 8, 1).expand(3, 8, 8, 3).clone()
+    image[1] = value
+    with pytest.raises(ReCaptureInputError, match=r"input 'depth_image': frame\(s\) 1 of 3 are one flat grey value"):
+        depth_from_image(image, "disparity, bright = near")
