@@ -121,7 +121,8 @@ class ReCaptureCameraKeyframes(_TrajectoryAndSummaryOutput):
             "required": {
                 "keyframes": ("STRING", {"multiline": True, "default": "0:\n12: orbit_left=10, dolly_in=0.1\n24: orbit_left=20, tilt_up=3",
                                          "tooltip": "One keyframe per line: 'frame: name=value, ...'. Missing names are 0 (zoom 1). "
-                                                    "Frames before the first / after the last keyframe hold its pose. '#' starts a comment."}),
+                                                    "Frames before the first / after the last keyframe hold its pose. '#' starts a comment. "
+                                                    "At most 65536 characters."}),
                 "interpolation": (list(INTERPOLATIONS), {"default": "pose: slerp + spline",
                                   "tooltip": "; ".join(f"{k}: {v}" for k, v in INTERPOLATIONS.items())}),
                 **_shared_inputs(),

@@ -31,10 +31,14 @@ def _svd_folders() -> list[str]:
             continue
         for entry in sorted(os.listdir(root)):
             index = os.path.join(root, entry, "model_index.json")
-            if os.path.isfile(index):
+            if not os.path.isfile(index):
+                continue
+            try:  # one unreadable folder must not take the loader out of the UI for everyone
                 with open(index, encoding="utf-8") as handle:
-                    if "StableVideoDiffusionPipeline" in handle.read():
+                    if "StableVideoDiffusionPipeline" in handle.read(1 << 20):
                         found.append(entry)
+            except (OSError, UnicodeDecodeError) as err:
+                log.warning("ReCapture: skipping %s in the SVD list: %s", index, err)
     return found
 
 

@@ -6,7 +6,6 @@ functions, so importing this module is cheap.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 
 from .depth import DepthMaps
 from .errors import ReCaptureInputError
+from .model_files import read_json, reading
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ class DepthModel:
     path: Path
 
 
+#: Smallest frame side a depth model is given (its processor cannot tell channels from pixels below this).
+MIN_SIDE = 8
+
+
 def inspect_folder(folder: Path) -> tuple[str, str]:
     """``(family, kind)`` of a depth model folder, read from its config.json; clear errors otherwise."""
     if not folder.is_dir():
@@ -50,7 +54,9 @@ def inspect_folder(folder: Path) -> tuple[str, str]:
     if missing or not weights:
         lacking = missing + ([] if weights else ["model.safetensors"])
         raise ReCaptureInputError("depth_model", f"{folder.name} lacks {', '.join(lacking)}", HELP)
-    config = json.loads((folder / "config.json").read_text())
+    config = read_json(folder / "config.json", "depth_model")
+    if not isinstance(config, dict):
+        raise ReCaptureInputError("depth_model", f"{folder.name}/config.json does not hold a JSON object", HELP)
     family = config.get("model_type")
     if family not in FAMILIES:
         raise ReCaptureInputError("depth_model", f"{folder.name} is a {family!r} model, not a supported depth model",
@@ -66,8 +72,9 @@ def load_depth_model(folder: Path, dtype: torch.dtype = torch.float32) -> DepthM
     family, kind = inspect_folder(folder)
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-    model = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True, dtype=dtype).eval()
-    processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    with reading(folder, "depth_model", "A file in the folder is damaged or truncated: copy the model folder again. " + HELP):
+        model = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True, dtype=dtype).eval()
+        processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
     return DepthModel(model, processor, kind, family, folder)
 
 
@@ -81,6 +88,9 @@ def estimate_depth(depth_model: DepthModel, frames: torch.Tensor, *, batch_size:
     "infinitely far") is raised to 1/1000 of the frame's largest value, so depth stays finite.
     """
     num_frames, height, width, _ = frames.shape
+    if min(height, width) < MIN_SIDE:
+        raise ReCaptureInputError("frames", f"are {width}x{height} pixels; depth models need at least {MIN_SIDE} on each side",
+                                  "Connect the video itself, not a thumbnail or a mask.")
     model, processor = depth_model.model, depth_model.processor
     model_dtype = next(model.parameters()).dtype
     outputs = []
@@ -88,7 +98,7 @@ def estimate_depth(depth_model: DepthModel, frames: torch.Tensor, *, batch_size:
         if check_interrupt is not None:
             check_interrupt()
         batch = frames[start:start + batch_size].permute(0, 3, 1, 2).float().cpu()
-        inputs = processor(images=list(batch), return_tensors="pt", do_rescale=False)
+        inputs = processor(images=list(batch), return_tensors="pt", do_rescale=False, input_data_format="channels_first")
         pixel_values = inputs["pixel_values"].to(device=device, dtype=model_dtype)
         with torch.no_grad():
             prediction = model(pixel_values=pixel_values)
@@ -100,6 +110,9 @@ def estimate_depth(depth_model: DepthModel, frames: torch.Tensor, *, batch_size:
         if progress is not None:
             progress(min(start + batch_size, num_frames), num_frames)
     values = torch.stack(outputs)
+    if not torch.isfinite(values).all():
+        raise ReCaptureInputError("depth_model", f"{depth_model.path.name} gave NaN or infinite depth",
+                                  "The model's weights may be damaged: copy the model folder again, or use another model.")
     if depth_model.kind == "disparity":
         floor = values.amax(dim=(1, 2), keepdim=True).clamp_min(1e-6) * 1e-3
         values = torch.maximum(values, floor)

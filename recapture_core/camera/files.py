@@ -23,6 +23,7 @@ import torch
 from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 
 from ..errors import ReCaptureInputError
+from ..model_files import read_json, read_text, reading
 from ..paths import atomic_write_text, unused_path
 from .conventions import OPENCV_FROM_OPENGL
 from .poses import invert_pose, make_pose
@@ -125,18 +126,26 @@ def _nerf_intrinsics(entry: dict, fallback: dict, width: float, height: float) -
     def get(key):
         return entry[key] if key in entry else fallback.get(key)
 
+    def focal_from_angle(key: str, side: float) -> float:
+        angle = _number({key: get(key)}, key, "the file")
+        if not 0.0 < angle < math.pi:
+            raise _fail(f"{key} = {angle!r} is not a field of view in radians (0 < angle < pi)",
+                        "Give the horizontal field of view in radians, e.g. 1.047 for 60 degrees.")
+        return 0.5 * side / math.tan(0.5 * angle)
+
     fl_x, fl_y = get("fl_x"), get("fl_y")
     if fl_x is None:
-        angle = get("camera_angle_x")
-        if angle is None:
+        if get("camera_angle_x") is None:
             raise _fail("gives neither fl_x nor camera_angle_x", "Add the focal length (fl_x) or camera_angle_x.")
-        fl_x = 0.5 * width / math.tan(0.5 * float(angle))
+        fl_x = focal_from_angle("camera_angle_x", width)
     if fl_y is None:
-        angle_y = get("camera_angle_y")
-        fl_y = 0.5 * height / math.tan(0.5 * float(angle_y)) if angle_y is not None else fl_x
+        fl_y = focal_from_angle("camera_angle_y", height) if get("camera_angle_y") is not None else fl_x
     cx = get("cx") if get("cx") is not None else width / 2.0
     cy = get("cy") if get("cy") is not None else height / 2.0
-    return [float(fl_x) / width, float(fl_y) / width, float(cx) / width, float(cy) / height]
+    values = [_number({"v": v}, "v", name) for v, name in ((fl_x, "fl_x"), (fl_y, "fl_y"), (cx, "cx"), (cy, "cy"))]
+    if not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
+        raise _fail(f"has focal lengths {values[0]!r}, {values[1]!r}; they must be positive and finite")
+    return [values[0] / width, values[1] / width, values[2] / width, values[3] / height]
 
 
 def from_nerf(data: dict) -> AbsoluteCameras:
@@ -149,7 +158,9 @@ def from_nerf(data: dict) -> AbsoluteCameras:
         width, height = first.get("w", width), first.get("h", height)
     if width is None or height is None:
         raise _fail("gives no image size (w, h)", "Add \"w\" and \"h\" (pixels) to the file.")
-    width, height = float(width), float(height)
+    width, height = _number({"w": width}, "w", "the file"), _number({"h": height}, "h", "the file")
+    if not (width >= 1 and height >= 1 and math.isfinite(width * height)):
+        raise _fail(f"gives the image size {width!r} x {height!r}", "\"w\" and \"h\" are the image size in pixels.")
     gl_poses = torch.stack([_matrix(f.get("transform_matrix"), f"frame {i} transform_matrix") for i, f in enumerate(frames)])
     # World and camera axes both go from OpenGL to OpenCV; the world flip cancels in relative poses.
     cv_poses = OPENCV_FROM_OPENGL @ gl_poses @ OPENCV_FROM_OPENGL
@@ -278,12 +289,7 @@ def detect_format(path: Path) -> str:
 
 
 def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise _fail(f"{path.name} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}; truncated?)") from None
-    except UnicodeDecodeError:
-        raise _fail(f"{path.name} is not a UTF-8 text file") from None
+    return read_json(path, "file")
 
 
 def relative_trajectory(cameras: AbsoluteCameras, reference: str, translation_scale: float,
@@ -309,6 +315,13 @@ def import_trajectory(path: Path, fmt: str = "auto", reference: str = REFERENCES
     if not math.isfinite(translation_scale) or translation_scale <= 0:
         raise ReCaptureInputError("translation_scale", f"must be positive, got {translation_scale}",
                                   "Use 1.0 to keep the file's units.")
+    # A file of the right syntax but an odd structure (a list where an object goes, a string for a
+    # matrix) fails wherever it is first touched: any such failure names the file.
+    with reading(path, "file", "Check the file against its format, or export it again."):
+        return _import(path, fmt, reference, translation_scale, subject_distance)
+
+
+def _import(path: Path, fmt: str, reference: str, translation_scale: float, subject_distance: float) -> CameraTrajectory:
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "recapture json":
         data = _read_json(path)
@@ -325,7 +338,7 @@ def import_trajectory(path: Path, fmt: str = "auto", reference: str = REFERENCES
         missing = [name for name in ("cameras.txt", "images.txt") if not (folder / name).is_file()]
         if missing:
             raise _fail(f"{folder} lacks {', '.join(missing)}", "A COLMAP text model is a folder with cameras.txt and images.txt.")
-        cameras = from_colmap((folder / "cameras.txt").read_text(), (folder / "images.txt").read_text())
+        cameras = from_colmap(read_text(folder / "cameras.txt", "file"), read_text(folder / "images.txt", "file"))
     else:
         raise ReCaptureInputError("format", f"unknown format {fmt!r}", f"Choose 'auto' or one of: {', '.join(FORMATS)}.")
     return relative_trajectory(cameras, reference, translation_scale, subject_distance, f"{fmt} {path.name}")

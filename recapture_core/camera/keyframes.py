@@ -27,40 +27,56 @@ INTERPOLATIONS = {
     "parameters: spline": "the move parameters themselves by a smooth spline: an orbit stays on its circle",
 }
 
-_LINE = re.compile(r"^\s*(\d+)\s*:?\s*(.*)$")
-_PAIR = re.compile(r"^([a-z_]+)\s*=\s*(\S+)$")
+#: Longest keyframe text read (the widget's tooltip says so); parsing is linear in its length.
+MAX_KEYFRAME_CHARS = 65536
+_NAME = re.compile(r"[a-z_]+")
 
 
 def parse_keyframes(text: str, input_name: str = "keyframes") -> list[tuple[int, MoveParams]]:
-    """Parse keyframe text into sorted ``(frame, MoveParams)`` pairs; errors name the line."""
+    """Parse keyframe text into sorted ``(frame, MoveParams)`` pairs; errors name the line.
+
+    Linear time in the text's length: lines are split into tokens with ``str`` methods and no
+    regular expression that can backtrack over a long run of spaces.
+    """
+    if len(text) > MAX_KEYFRAME_CHARS:
+        raise ReCaptureInputError(input_name, f"is {len(text)} characters long; at most {MAX_KEYFRAME_CHARS} are read",
+                                  "Keep one short line per keyframe.")
     keyframes: dict[int, MoveParams] = {}
     valid = MoveParams.names()
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        match = _LINE.match(line)
-        if not match:
-            raise ReCaptureInputError(input_name, f"line {number} ({raw.strip()!r}) does not start with a frame number",
+        shown = raw.strip()[:60]
+        head, colon, rest = line.partition(":")
+        if not colon:  # '24 orbit_left=20' without a colon: the frame is the first token
+            head, _, rest = line.partition(" ")
+        head = head.strip()
+        if not (head.isascii() and head.isdigit()) or len(head) > 9:
+            raise ReCaptureInputError(input_name, f"line {number} ({shown!r}) does not start with a frame number",
                                       "Write each keyframe as 'frame: name=value, name=value', e.g. '24: orbit_left=20'.")
-        frame, rest = int(match.group(1)), match.group(2)
+        frame = int(head)
+        # 'a = 1, b=2' -> ['a=1', 'b=2']: commas and runs of spaces become single spaces, spaces around '=' go.
+        tokens = " ".join(rest.replace(",", " ").split()).replace(" =", "=").replace("= ", "=").split()
         values: dict[str, float] = {}
-        for item in filter(None, (piece.strip() for piece in re.split(r"[,\s]+(?=[a-z_]+\s*=)", rest))):
-            pair = _PAIR.match(item.rstrip(","))
-            if not pair:
-                raise ReCaptureInputError(input_name, f"line {number}: cannot read {item!r}",
+        for item in tokens:
+            name, equals, value_text = item.partition("=")
+            if not equals or not value_text or "=" in value_text or not _NAME.fullmatch(name):
+                raise ReCaptureInputError(input_name, f"line {number}: cannot read {item[:40]!r}",
                                           "Write parameters as name=value, separated by commas.")
-            name, value_text = pair.groups()
             if name not in valid:
                 raise ReCaptureInputError(input_name, f"line {number}: unknown parameter {name!r}",
                                           f"Use any of: {', '.join(valid)}.")
+            if name in values:
+                raise ReCaptureInputError(input_name, f"line {number}: {name} is given twice",
+                                          "Give each parameter once per keyframe.")
             try:
                 value = float(value_text)
             except ValueError:
-                raise ReCaptureInputError(input_name, f"line {number}: {name}={value_text!r} is not a number",
+                raise ReCaptureInputError(input_name, f"line {number}: {name}={value_text[:40]!r} is not a number",
                                           "Give a number, e.g. orbit_left=15 or dolly_in=0.2.") from None
             if not math.isfinite(value) or (name == "zoom" and value <= 0):
-                raise ReCaptureInputError(input_name, f"line {number}: {name}={value_text} is not allowed",
+                raise ReCaptureInputError(input_name, f"line {number}: {name}={value_text[:40]} is not allowed",
                                           "Use finite numbers; zoom must be positive (1 = no zoom).")
             values[name] = value
         if frame in keyframes:

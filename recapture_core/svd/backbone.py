@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ReCaptureInputError
+from ..model_files import read_json, reading
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 COMPONENTS = ("unet", "vae", "image_encoder", "feature_extractor", "scheduler")
@@ -91,14 +92,15 @@ def load_diffusers_svd(folder: Path, dtype: str = "fp16") -> SVDBackbone:
     missing = [c for c in COMPONENTS if not (folder / c).is_dir()]
     if missing:
         raise ReCaptureInputError("model", f"{folder.name} lacks the component folders {', '.join(missing)}", HELP)
-    index = json.loads((folder / "model_index.json").read_text())
-    if index.get("_class_name") != "StableVideoDiffusionPipeline":
-        raise ReCaptureInputError("model", f"{folder.name} is a {index.get('_class_name')!r}, not Stable Video Diffusion", HELP)
+    index = read_json(folder / "model_index.json", "model")
+    if not isinstance(index, dict) or index.get("_class_name") != "StableVideoDiffusionPipeline":
+        found = index.get("_class_name") if isinstance(index, dict) else type(index).__name__
+        raise ReCaptureInputError("model", f"{folder.name} is a {found!r}, not Stable Video Diffusion", HELP)
     from diffusers import StableVideoDiffusionPipeline
 
     # Loaded outside inference mode (ComfyUI runs nodes inside it): inference tensors as weights
     # could never be trained through later.
-    with torch.inference_mode(False):
+    with torch.inference_mode(False), reading(folder, "model", "A file in the folder is damaged or truncated: copy it again. " + HELP):
         pipeline = StableVideoDiffusionPipeline.from_pretrained(folder, dtype=DTYPES[dtype], local_files_only=True)
     for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
         module.eval().requires_grad_(False)

@@ -102,16 +102,18 @@ def decode(backbone, latents: torch.Tensor, chunk: int) -> torch.Tensor:
 
 def generate(backbone, video: torch.Tensor, adapters: list[AdapterSpec], settings: SampleSettings, *, device="cpu",
              progress: Callable[[int, int], None] | None = None,
-             check_interrupt: Callable[[], None] | None = None, output_latents: bool = False) -> torch.Tensor:
+             check_interrupt: Callable[[], None] | None = None, output_latents: bool = False,
+             video_name: str = "anchor") -> torch.Tensor:
     """The shared sampling loop. ``video`` IMAGE ``[F, H, W, 3]``: each window's first frame is its image
     prompt, and with ``strength < 1`` the video itself is the starting point, noised that far.
+    ``video_name`` is the input errors about it name.
 
     Returns IMAGE ``[F, H, W, 3]``, or the final latents ``[1, F, 4, h, w]`` with ``output_latents``.
     """
     from diffusers import EulerDiscreteScheduler
 
-    check_frames(video, "anchor")
-    backbone.check_frames(video, "anchor")
+    check_frames(video, video_name)
+    backbone.check_frames(video, video_name)
     num_frames = video.shape[0]
     window = settings.window or backbone.num_frames
     settings.check(num_frames, window)
@@ -193,4 +195,4 @@ def sdedit_refine(backbone, frames: torch.Tensor, spatial_lora: ReCaptureLoRA | 
     Strength 0 runs no denoising step: the result is the VAE round trip of the input.
     """
     adapters = _adapter("rc_spatial", spatial_lora, spatial_strength, "spatial", backbone, "spatial_lora")
-    return generate(backbone, frames, adapters, settings, **kwargs)
+    return generate(backbone, frames, adapters, settings, video_name="frames", **kwargs)

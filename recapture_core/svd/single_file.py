@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ReCaptureInputError
+from ..model_files import reading
 from .backbone import DTYPES, SVDBackbone
 from .keys import unet_key_to_original
 
@@ -180,7 +181,8 @@ def load_single_file_svd(path: Path, dtype: str = "fp16", variant: str = "auto",
         if variant not in VARIANTS:
             raise ReCaptureInputError("variant", f"unknown variant {variant!r}", "Choose auto, svd or svd_xt.")
         configs = CONFIGS / variant
-    with safe_open(str(path), framework="pt") as handle:
+    with reading(path, "checkpoint", "The checkpoint is damaged or truncated (compare its size with the original), "
+                 "or not a safetensors file: download it again."), safe_open(str(path), framework="pt") as handle:
         keys = list(handle.keys())
         if not any(k.startswith(UNET_PREFIX + "input_blocks.1.0.time_stack.") for k in keys):
             raise ReCaptureInputError("checkpoint", f"{path.name} is not a Stable Video Diffusion checkpoint (no temporal UNet layers)", HELP)

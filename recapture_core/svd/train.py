@@ -215,10 +215,7 @@ def train_temporal_lora(backbone, anchor: torch.Tensor, valid_mask: torch.Tensor
     backbone's window train on random windows, each conditioned on its first frame.
     """
     check_frames(anchor, "anchor")
-    valid_mask = check_mask(valid_mask, "valid_mask", anchor, "anchor")
-    if valid_mask.shape[0] != anchor.shape[0]:
-        raise ReCaptureInputError("valid_mask", f"has {valid_mask.shape[0]} frames but anchor has {anchor.shape[0]}",
-                                  "Connect the valid_mask made together with this anchor video.")
+    valid_mask = check_mask(valid_mask, "valid_mask", anchor, "anchor", per_frame=True)
     backbone.check_frames(anchor, "anchor")
     if anchor.shape[0] < 2:
         raise ReCaptureInputError("anchor", "has a single frame; the temporal LoRA learns motion between frames",
