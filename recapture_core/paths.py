@@ -11,6 +11,10 @@ from typing import Callable
 from .errors import ReCaptureInputError
 
 
+#: Longest part of a user-typed name: file systems allow 255 bytes, and writers add a counter and suffix.
+MAX_NAME_BYTES = 200
+
+
 def safe_child(folder: str | os.PathLike, name: str, input_name: str) -> Path:
     """``folder / name`` for a user-supplied ``name`` that must stay inside ``folder``: the one rule for every
     file name a node reads or writes.
@@ -31,6 +35,9 @@ def safe_child(folder: str | os.PathLike, name: str, input_name: str) -> Path:
     for component in re.split(r"[/\\]", name):
         if component in ("", ".", ".."):
             raise ReCaptureInputError(input_name, f"{name!r} has an empty, '.' or '..' part (or a separator at an end)", fix)
+        if len(component.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ReCaptureInputError(input_name, f"has a part of {len(component.encode('utf-8'))} bytes ({component[:20]!r}...); "
+                                      f"file systems take at most 255 and a counter and suffix are added", f"Keep each part under {MAX_NAME_BYTES} bytes.")
         if component != component.strip():
             raise ReCaptureInputError(input_name, f"{name!r} has a part with spaces at its ends ({component!r})", fix)
     root = Path(folder).resolve()
