@@ -123,6 +123,9 @@ def test_bad_sampling_input(backbone, anchor, loras, tmp_path):
         dual_lora_sample(backbone, torch.rand(4, 30, 32, 3), settings=FEW)
     with pytest.raises(ReCaptureInputError, match="empty"):
         dual_lora_sample(backbone, torch.rand(0, 32, 32, 3), settings=FEW)
+    with pytest.raises(ReCaptureInputError, match="multiples of 4") as err:  # SDEditRefine's input is 'frames'
+        sdedit_refine(backbone, torch.rand(4, 30, 32, 3), settings=FEW)
+    assert err.value.input_name == "frames"
     with pytest.raises(ReCaptureInputError, match="is a spatial LoRA where a temporal one belongs"):
         dual_lora_sample(backbone, anchor, temporal_lora=spatial, settings=FEW)
     other = load_diffusers_svd(make_svd_folder(tmp_path / "other", num_frames=25), "fp32")
