@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import logging
 
-from ..recapture_core.depth import IMAGE_READINGS, central_median_depth, depth_from_image
+from ..recapture_core.depth import IMAGE_READINGS, depth_from_image
 from ..recapture_core.errors import ReCaptureInputError
-from ..recapture_core.validation import check_frames
-from ..recapture_core.warp import HOLE_FILLS, feasibility_report, warp_video
+from ..recapture_core.warp import EDGE_THRESHOLD, HOLE_FILLS, anchor_from_depth, feasibility_report
 from . import _comfy
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ class ReCapturePointCloudWarp:
                 "match_subject_distance": ("BOOLEAN", {"default": True,
                                            "tooltip": "Scale the trajectory's moves so that its subject distance equals the depth's "
                                                       "(median of the central region). Turn off for camera files in the depth's own units."}),
-                "edge_threshold": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 1.0, "step": 0.005,
+                "edge_threshold": ("FLOAT", {"default": EDGE_THRESHOLD, "min": 0.0, "max": 1.0, "step": 0.005,
                                              "tooltip": "Drop 'flying' pixels inside depth jumps steeper than this relative step per "
                                                         "pixel; they would smear into streaks. 0 = off."}),
                 "hole_dilation": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Grow holes by this many pixels."}),
@@ -54,19 +53,15 @@ class ReCapturePointCloudWarp:
 
     def warp(self, frames, trajectory, match_subject_distance, edge_threshold, hole_dilation, hole_fill, warn_above,
              depth=None, depth_image=None, reading="disparity, bright = near", near=0.5, far=20.0):
-        check_frames(frames, "frames")
         if (depth is None) == (depth_image is None):
             raise ReCaptureInputError("depth", "connect exactly one of depth (DEPTH) or depth_image (IMAGE)",
                                       "Use DepthEstimate, Depth From Image, or a depth-map IMAGE from another pack.")
         if depth is None:
             depth = depth_from_image(depth_image, reading, near, far, size=tuple(frames.shape[1:3]))
-        trajectory.check_frame_count(frames.shape[0])
-        values = depth.as_depth()
-        if match_subject_distance:
-            trajectory = trajectory.scaled_to_subject_distance(central_median_depth(depth))
-        result = warp_video(frames, values, trajectory, edge_threshold=edge_threshold, hole_dilation=hole_dilation,
-                            hole_fill=hole_fill, device=_comfy.device(), progress=_comfy.progress(frames.shape[0]),
-                            check_interrupt=_comfy.check_interrupt)
+        result = anchor_from_depth(frames, depth, trajectory, match_subject_distance=match_subject_distance,
+                                   edge_threshold=edge_threshold, hole_dilation=hole_dilation, hole_fill=hole_fill,
+                                   device=_comfy.device(), progress=_comfy.progress(frames.shape[0]),
+                                   check_interrupt=_comfy.check_interrupt)
         report = feasibility_report(result, warn_above)
         log.info("ReCapture PointCloudWarp: %s", report.replace("\n", " | "))
         return (result.anchor, result.valid_mask, result.hole_mask, report)

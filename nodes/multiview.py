@@ -11,12 +11,10 @@ import logging
 
 import torch
 
-from ..recapture_core.depth import central_median_depth
 from ..recapture_core.errors import ReCaptureInputError
 from ..recapture_core.multiview import (MULTIVIEW_MODES, fit_to_frame, fuse_anchor, generation_size, generator_frames,
                                         model_angles, orbit_sequence, orbit_views)
-from ..recapture_core.validation import check_frames
-from ..recapture_core.warp import warp_video
+from ..recapture_core.warp import anchor_from_depth
 from . import _comfy
 
 log = logging.getLogger(__name__)
@@ -24,7 +22,6 @@ log = logging.getLogger(__name__)
 #: Views whose optical axis misses the pivot by more than this are only approximated by an orbit view.
 LOOK_ERROR_WARN_DEG = 5.0
 #: PointCloudWarp's defaults, used for the geometry MultiviewAnchor fuses with.
-WARP_EDGE_THRESHOLD = 0.05
 #: The longer side each model was trained at (resolution 0 picks it).
 NATIVE_RESOLUTION = {"stable_zero123": 256, "sv3d_p": 576}
 
@@ -145,7 +142,6 @@ class ReCaptureMultiviewAnchor:
     def anchor(self, frames, trajectory, model, clip_vision, vae, mode, hole_threshold, resolution, seed, steps, cfg,
                sampler_name, scheduler, source_elevation, orbit_frames, depth=None, match_subject_distance=True):
         # Every check before any work: a bad input fails in milliseconds, not after a warp.
-        check_frames(frames, "frames")
         trajectory.check_frame_count(frames.shape[0])
         kind = _pose_model_kind(model)
         _check_encoders(clip_vision, vae)
@@ -158,10 +154,8 @@ class ReCaptureMultiviewAnchor:
             orbit_sequence(views[0], source_elevation, orbit_frames)  # rejects a bad orbit_frames up front
 
         if depth is not None and mode != "generator only":
-            if match_subject_distance:
-                trajectory = trajectory.scaled_to_subject_distance(central_median_depth(depth))
-            warp = warp_video(frames, depth.as_depth(), trajectory, edge_threshold=WARP_EDGE_THRESHOLD,
-                              device=_comfy.device(), check_interrupt=_comfy.check_interrupt)
+            warp = anchor_from_depth(frames, depth, trajectory, match_subject_distance=match_subject_distance,
+                                     device=_comfy.device(), check_interrupt=_comfy.check_interrupt)
             warped, valid_mask, hole_ratio = warp.anchor, warp.valid_mask, warp.hole_ratio
         else:
             warped, valid_mask, hole_ratio = torch.zeros_like(frames), torch.zeros(frames.shape[:3]), torch.ones(count)

@@ -46,14 +46,18 @@ class DepthMaps:
 
     def as_depth(self) -> torch.Tensor:
         """Depth ``[F, H, W]`` in scene units (disparity is inverted; its scale stays arbitrary)."""
-        values = self.values
-        if not torch.isfinite(values).all():
-            raise ReCaptureInputError("depth", "contains NaN or infinite values", "Check the depth node upstream.")
-        if (values <= 0).any():
-            what = "disparity" if self.kind == "disparity" else "depth"
-            raise ReCaptureInputError("depth", f"{what} must be positive everywhere, found {float(values.min()):g}",
-                                      "Check the depth node upstream, or how the depth image is read.")
-        return 1.0 / values if self.kind == "disparity" else values
+        check_depth_values(self.values, "disparity" if self.kind == "disparity" else "depth")
+        return 1.0 / self.values if self.kind == "disparity" else self.values
+
+
+def check_depth_values(values: torch.Tensor, what: str = "depth", input_name: str = "depth") -> None:
+    """Depth (or disparity) ``[F, H, W]`` must be finite and positive everywhere: the one rule for every reader."""
+    low, high = torch.aminmax(values.detach().reshape(-1))
+    if not (math.isfinite(float(low)) and math.isfinite(float(high))):
+        raise ReCaptureInputError(input_name, "contains NaN or infinite values", "Check the depth node upstream.")
+    if float(low) <= 0:
+        raise ReCaptureInputError(input_name, f"{what} must be positive everywhere, found {float(low):g}",
+                                  "Check the depth node upstream, or how the depth image is read.")
 
 
 def central_median_depth(depth: DepthMaps, region: float = 0.5) -> float:

@@ -39,6 +39,7 @@ from kornia.geometry.linalg import transform_points
 
 from .camera.poses import invert_pose
 from .camera.trajectory import CameraTrajectory
+from .depth import DepthMaps, central_median_depth, check_depth_values
 from .errors import ReCaptureInputError
 from .masks import hole_mask_from_valid
 from .validation import check_frames
@@ -240,6 +241,10 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, keep: torch.Tensor, K
     return image.reshape(height, width, -1), valid.reshape(height, width), target_depth.reshape(height, width)
 
 
+#: Default relative depth jump per pixel above which in-between ("flying") pixels are dropped.
+EDGE_THRESHOLD = 0.05
+
+
 def check_warp_inputs(frames: torch.Tensor, depth: torch.Tensor, trajectory: CameraTrajectory) -> None:
     """Everything PointCloudWarp needs, checked before any work."""
     check_frames(frames, "frames")
@@ -249,16 +254,12 @@ def check_warp_inputs(frames: torch.Tensor, depth: torch.Tensor, trajectory: Cam
     if tuple(depth.shape[1:]) != tuple(frames.shape[1:3]):
         raise ReCaptureInputError("depth", f"is {depth.shape[2]}x{depth.shape[1]} but frames is {frames.shape[2]}x{frames.shape[1]}",
                                   "Resize the depth to the video's size (Depth From Image does that).")
-    if not torch.isfinite(depth).all():
-        raise ReCaptureInputError("depth", "contains NaN or infinite values", "Check the depth node upstream.")
-    if (depth <= 0).any():
-        raise ReCaptureInputError("depth", f"must be positive everywhere, found {float(depth.min()):g}",
-                                  "Check the depth node upstream, or how the depth image is read.")
+    check_depth_values(depth)
     trajectory.check_frame_count(frames.shape[0])
 
 
 def warp_video(frames: torch.Tensor, depth: torch.Tensor, trajectory: CameraTrajectory, *,
-               edge_threshold: float = 0.05, hole_dilation: int = 0, hole_fill: str = "black",
+               edge_threshold: float = EDGE_THRESHOLD, hole_dilation: int = 0, hole_fill: str = "black",
                max_footprint: int = 4, device: torch.device | str = "cpu",
                progress: Callable[[int, int], None] | None = None,
                check_interrupt: Callable[[], None] | None = None) -> WarpResult:
@@ -317,3 +318,17 @@ def feasibility_report(result: WarpResult, warn_above: float = 0.35) -> str:
         lines.append(f"WARNING: more than {warn_above:.0%} of frame {worst} is hole; the diffusion stage has to invent "
                      "most of it. Try a smaller move, or MultiviewAnchor for large orbits.")
     return "\n".join(lines)
+
+
+def anchor_from_depth(frames: torch.Tensor, depth: DepthMaps, trajectory: CameraTrajectory, *,
+                      match_subject_distance: bool = True, **warp_options) -> WarpResult:
+    """The anchor video of ReCapture's first stage from a DEPTH: every anchor node's one entry point.
+
+    With ``match_subject_distance`` the trajectory's moves (in subject distances) are scaled to the
+    depth's own subject distance (the median depth of the central region) first. ``warp_options``
+    are :func:`warp_video`'s (edge threshold, holes, device, progress, interrupt); the inputs are
+    checked there, before any frame is warped.
+    """
+    if match_subject_distance:
+        trajectory = trajectory.scaled_to_subject_distance(central_median_depth(depth))
+    return warp_video(frames, depth.as_depth(), trajectory, **warp_options)
