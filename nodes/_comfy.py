@@ -8,6 +8,7 @@ from pathlib import Path
 import comfy.model_management as model_management
 import comfy.utils
 import folder_paths
+import torch
 
 #: Our model folders under ComfyUI's models/ (paths a user already configured are kept).
 MODEL_FOLDERS = {"depth": ("depth",)}
@@ -48,6 +49,23 @@ def offload_device():
 
 def check_interrupt() -> None:
     model_management.throw_exception_if_processing_interrupted()
+
+
+@contextmanager
+def autograd_enabled():
+    """Leave ComfyUI's inference mode: the pack's one place that does.
+
+    ComfyUI runs every node under ``torch.inference_mode()``; tensors made there (inputs, weights a
+    loader made) can never be saved for backward. Loading a backbone and every job on it (training,
+    and sampling, which attaches adapters) run inside this, so the core can assume normal autograd.
+    """
+    with torch.inference_mode(False):
+        yield
+
+
+def backbone_job(backbone) -> dict:
+    """Keyword arguments for a core job on ``backbone`` under ComfyUI: its device and memory management, its interrupt."""
+    return {"on_device": lambda: backbone_on_device(backbone), "check_interrupt": check_interrupt}
 
 
 @contextmanager

@@ -6,7 +6,6 @@ import threading
 
 from ..recapture_core.depth import IMAGE_READINGS, align_depth_temporally, colorize_depth, depth_from_image
 from ..recapture_core.errors import ReCaptureInputError
-from ..recapture_core.validation import check_frames
 from . import _comfy
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,6 @@ class ReCaptureDepthEstimate(_DepthOutput):
     def estimate(self, frames, depth_model, batch_size, temporal_consistency):
         from ..recapture_core.depth_models import HELP, estimate_depth
 
-        check_frames(frames, "frames")
         if depth_model == NO_MODELS:
             raise ReCaptureInputError("depth_model", "no depth model found", HELP)
         try:

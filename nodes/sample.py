@@ -63,11 +63,9 @@ class ReCaptureDualLoRASample:
         from ..recapture_core.svd.sample import dual_lora_sample
 
         settings = _settings(strength=start_strength, **widgets)
-        with _comfy.backbone_on_device(backbone) as device:
-            frames = dual_lora_sample(backbone, anchor, temporal_lora, spatial_lora, temporal_strength, spatial_strength,
-                                      settings, device=device, progress=_comfy.progress(1),
-                                      check_interrupt=_comfy.check_interrupt)
-        return (frames,)
+        with _comfy.autograd_enabled():
+            return (dual_lora_sample(backbone, anchor, temporal_lora, spatial_lora, temporal_strength, spatial_strength,
+                                     settings, progress=_comfy.progress(1), **_comfy.backbone_job(backbone)),)
 
 
 class ReCaptureSDEditRefine:
@@ -97,10 +95,9 @@ class ReCaptureSDEditRefine:
         from ..recapture_core.svd.sample import sdedit_refine
 
         settings = _settings(strength=strength, **widgets)
-        with _comfy.backbone_on_device(backbone) as device:
-            out = sdedit_refine(backbone, frames, spatial_lora, spatial_strength, settings, device=device,
-                                progress=_comfy.progress(1), check_interrupt=_comfy.check_interrupt)
-        return (out,)
+        with _comfy.autograd_enabled():
+            return (sdedit_refine(backbone, frames, spatial_lora, spatial_strength, settings, progress=_comfy.progress(1),
+                                  **_comfy.backbone_job(backbone)),)
 
 
 NODE_CLASS_MAPPINGS = {"ReCaptureDualLoRASample": ReCaptureDualLoRASample, "ReCaptureSDEditRefine": ReCaptureSDEditRefine}

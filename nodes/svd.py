@@ -7,7 +7,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import folder_paths
-import torch
 
 from ..recapture_core.cache import LRUCache, content_key
 from ..recapture_core.errors import ReCaptureInputError
@@ -118,7 +117,8 @@ class ReCaptureSVDLoader:
             folder = _comfy.model_subfolder_path("diffusers", model)
         except FileNotFoundError as err:
             raise ReCaptureInputError("model", str(err), HELP) from None
-        return (load_diffusers_svd(folder, dtype),)
+        with _comfy.autograd_enabled():  # weights made under inference mode could never be trained
+            return (load_diffusers_svd(folder, dtype),)
 
 
 class ReCaptureSVDCheckpointLoader:
@@ -151,31 +151,39 @@ class ReCaptureSVDCheckpointLoader:
         if architecture.startswith("like "):
             configs = _comfy.model_subfolder_path("diffusers", architecture[len("like "):])
             architecture = "auto"
-        with torch.inference_mode(False):
-            backbone = load_single_file_svd(path, dtype, architecture, configs=configs)
-        return (backbone,)
+        with _comfy.autograd_enabled():  # weights made under inference mode could never be trained
+            return (load_single_file_svd(path, dtype, architecture, configs=configs),)
 
 
 class _TrainerNode:
-    """Shared declarations of the two LoRA trainers."""
+    """What the two LoRA trainers share: declarations, the content cache, and running under ComfyUI."""
 
     CATEGORY = "ReCapture/train"
     FUNCTION = "train"
     OUTPUT_TOOLTIPS = (LORA_TOOLTIP, "Rank, steps and the loss at the start and the end.")
+    RETURN_TYPES = ("RECAPTURE_LORA", "STRING")
+    KIND = ""
+    SOURCES: dict = {}  # the node's own required sockets, before the training widgets
+    EXTRA_WIDGETS: dict = {}  # after them
+    OPTIONAL: dict = {}  # before the targets widget
 
-    @staticmethod
-    def _train_once(key, label, backbone, video, video_name, settings, train):
-        """Reuse a LoRA trained on identical inputs; else check what is cheap to check, move the backbone to
-        ComfyUI's device and call ``train(device, progress)``."""
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"backbone": ("RECAPTURE_BACKBONE", {"tooltip": "From the SVD loader."}),
+                             **cls.SOURCES, **_training_inputs(), **cls.EXTRA_WIDGETS},
+                "optional": {**cls.OPTIONAL, **TARGETS_INPUT}}
+
+    def _train_cached(self, key, settings, train, backbone, *args):
+        """Reuse a LoRA trained on identical inputs, else run ``train(backbone, *args)`` on ComfyUI's device
+        (the core checks every input before the backbone moves)."""
+        label = f"{self.KIND} LoRA"
         lora = _trained.get(key)
         if lora is not None:
             log.info("ReCapture %s: same inputs and settings as before, reusing the trained LoRA", label)
-            return (lora, _report(lora))
-        settings.check()
-        backbone.check_frames(video, video_name)
-        with _comfy.backbone_on_device(backbone) as device:
-            lora = train(device, _progress_with_loss(settings.steps, label))
-        _trained.put(key, lora)
+        else:
+            with _comfy.autograd_enabled():
+                lora = train(backbone, *args, progress=_progress_with_loss(settings.steps, label), **_comfy.backbone_job(backbone))
+            _trained.put(key, lora)
         return (lora, _report(lora))
 
 
@@ -183,49 +191,31 @@ class ReCaptureSpatialLoRATrain(_TrainerNode):
     DESCRIPTION = ("Train the spatial LoRA: the self-attention of SVD's spatial blocks learns the source video's "
                    "appearance from random single frames, with the temporal layers switched off. Identical inputs "
                    "are not trained twice (results are cached by content).")
-    RETURN_TYPES = ("RECAPTURE_LORA", "STRING")
     RETURN_NAMES = ("spatial_lora", "report")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "backbone": ("RECAPTURE_BACKBONE", {"tooltip": "From the SVD loader."}),
-            "frames": ("IMAGE", {"tooltip": "The source video; its first frame is the image prompt."}),
-            **_training_inputs(),
-            "frames_per_step": ("INT", {"default": 2, "min": 1, "max": 64,
-                                        "tooltip": "Independent frames per step (a batch; frames never see each other)."}),
-        }, "optional": TARGETS_INPUT}
+    KIND = "spatial"
+    SOURCES = {"frames": ("IMAGE", {"tooltip": "The source video; its first frame is the image prompt."})}
+    EXTRA_WIDGETS = {"frames_per_step": ("INT", {"default": 2, "min": 1, "max": 64,
+                                                 "tooltip": "Independent frames per step (a batch; frames never see each other)."})}
 
     def train(self, backbone, frames, **widgets):
         from ..recapture_core.svd.train import train_spatial_lora
 
         settings = _settings(**widgets)
         key = content_key("spatial", frames, asdict(settings), backbone.architecture_id, backbone.weights_id)
-        return self._train_once(key, "spatial LoRA", backbone, frames, "frames", settings,
-                                lambda device, progress: train_spatial_lora(backbone, frames, settings, device=device,
-                                                                            progress=progress,
-                                                                            check_interrupt=_comfy.check_interrupt))
+        return self._train_cached(key, settings, train_spatial_lora, backbone, frames, settings)
 
 
 class ReCaptureMaskedTemporalLoRATrain(_TrainerNode):
     DESCRIPTION = ("Train the temporal LoRA: the temporal attention of SVD learns the anchor video's motion with the "
                    "loss only on valid pixels (holes contribute exactly nothing). The spatial LoRA, if connected, is "
                    "applied and frozen underneath, as in the paper.")
-    RETURN_TYPES = ("RECAPTURE_LORA", "STRING")
     RETURN_NAMES = ("temporal_lora", "report")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "backbone": ("RECAPTURE_BACKBONE", {"tooltip": "From the SVD loader."}),
-                "anchor": ("IMAGE", {"tooltip": "The anchor video (PointCloudWarp or MultiviewAnchor); its first frame is the image prompt."}),
-                "valid_mask": ("MASK", {"tooltip": "1 = pixel rendered from the source: only these count in the loss."}),
-                **_training_inputs(),
-            },
-            "optional": {"spatial_lora": ("RECAPTURE_LORA", {"tooltip": "Optional: the spatial LoRA, applied and frozen during training."}),
-                         **TARGETS_INPUT},
-        }
+    KIND = "temporal"
+    SOURCES = {
+        "anchor": ("IMAGE", {"tooltip": "The anchor video (PointCloudWarp or MultiviewAnchor); its first frame is the image prompt."}),
+        "valid_mask": ("MASK", {"tooltip": "1 = pixel rendered from the source: only these count in the loss."}),
+    }
+    OPTIONAL = {"spatial_lora": ("RECAPTURE_LORA", {"tooltip": "Optional: the spatial LoRA, applied and frozen during training."})}
 
     def train(self, backbone, anchor, valid_mask, spatial_lora=None, **widgets):
         from ..recapture_core.svd.train import train_temporal_lora
@@ -234,10 +224,7 @@ class ReCaptureMaskedTemporalLoRATrain(_TrainerNode):
         spatial_key = content_key(spatial_lora.state_dict) if spatial_lora is not None else None
         key = content_key("temporal", anchor, valid_mask, asdict(settings), backbone.architecture_id,
                           backbone.weights_id, spatial_key)
-        return self._train_once(key, "temporal LoRA", backbone, anchor, "anchor", settings,
-                                lambda device, progress: train_temporal_lora(backbone, anchor, valid_mask, settings,
-                                                                             spatial_lora, device=device, progress=progress,
-                                                                             check_interrupt=_comfy.check_interrupt))
+        return self._train_cached(key, settings, train_temporal_lora, backbone, anchor, valid_mask, settings, spatial_lora)
 
 
 class ReCaptureLoRASave:

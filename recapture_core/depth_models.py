@@ -16,6 +16,7 @@ import torch
 from .depth import DepthMaps
 from .errors import ReCaptureInputError
 from .model_files import read_json, reading
+from .validation import check_frames
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def estimate_depth(depth_model: DepthModel, frames: torch.Tensor, *, batch_size:
     Runs in batches of ``batch_size`` frames on ``device``. Disparity of exactly zero (sky, or
     "infinitely far") is raised to 1/1000 of the frame's largest value, so depth stays finite.
     """
-    num_frames, height, width, _ = frames.shape
+    num_frames, height, width, _ = check_frames(frames, "frames").shape
     if min(height, width) < MIN_SIDE:
         raise ReCaptureInputError("frames", f"are {width}x{height} pixels; depth models need at least {MIN_SIDE} on each side",
                                   "Connect the video itself, not a thumbnail or a mask.")

@@ -191,14 +191,27 @@ def test_missing_model_files_say_what_to_put_where(svd_folder, tmp_path):
     assert index["_class_name"] == "StableVideoDiffusionPipeline"
 
 
-def test_training_works_under_comfyuis_inference_mode(backbone):
-    # ComfyUI executes every node inside torch.inference_mode(); inputs are inference tensors.
+def test_nodes_load_train_and_sample_under_comfyuis_inference_mode(pack, svd_folder, monkeypatch):
+    """ComfyUI executes every node inside torch.inference_mode(): inputs and a loader's weights are made there.
+    The nodes leave it in one place (nodes/_comfy.autograd_enabled); the core assumes normal autograd."""
+    import folder_paths
+
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "diffusers", ([str(svd_folder.parent)], {"folder"}))
+    nodes = pack.NODE_CLASS_MAPPINGS
+    widgets = dict(steps=2, learning_rate=1e-3, rank=4, alpha=4.0, seed=0, gradient_checkpointing=True,
+                   mixed_precision="auto")
     with torch.inference_mode():
         clip = smooth_clip()
-        valid = torch.ones(4, 32, 32)
-        spatial = train_spatial_lora(backbone, clip, FAST)
-        temporal = train_temporal_lora(backbone, clip, valid, FAST, spatial_lora=spatial)
+        (backbone,) = nodes["ReCaptureSVDLoader"]().load(model=svd_folder.name, dtype="fp16")
+        spatial, _ = nodes["ReCaptureSpatialLoRATrain"]().train(backbone=backbone, frames=clip, frames_per_step=2, **widgets)
+        temporal, report = nodes["ReCaptureMaskedTemporalLoRATrain"]().train(
+            backbone=backbone, anchor=clip, valid_mask=torch.ones(4, 32, 32), spatial_lora=spatial, **widgets)
+        (frames,) = nodes["ReCaptureDualLoRASample"]().sample(
+            backbone=backbone, anchor=clip, temporal_lora=temporal, spatial_lora=spatial, temporal_strength=1.0,
+            spatial_strength=1.0, start_strength=1.0, seed=0, steps=2, min_guidance=1.0, max_guidance=3.0,
+            motion_bucket_id=127, fps=7, noise_aug_strength=0.02, decode_chunk_size=4, window=0, overlap=1)
     assert temporal.steps == 2 and all(torch.isfinite(v).all() for v in temporal.state_dict.values())
+    assert "temporal LoRA" in report and frames.shape == clip.shape and torch.isfinite(frames).all()
 
 
 def test_custom_targets_are_honoured_and_bad_ones_rejected(backbone):

@@ -4,13 +4,18 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import torch
 
 from ..errors import ReCaptureInputError
 from ..model_files import read_json, reading
 
+#: A host's placement of the backbone for one job: a context manager factory that moves the
+#: backbone where it runs, yields that device, and moves it back (ComfyUI's model management).
+OnDevice = Callable[[], ContextManager[torch.device]]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 COMPONENTS = ("unet", "vae", "image_encoder", "feature_extractor", "scheduler")
 HELP = ("Put Stable Video Diffusion as a diffusers folder (model_index.json with unet/, vae/, image_encoder/, "
@@ -62,11 +67,8 @@ class SVDBackbone:
         return {"unet": self.unet, "vae": self.vae, "image_encoder": self.image_encoder}
 
     def to(self, device) -> "SVDBackbone":
-        # Outside inference mode: parameters moved inside it would become inference tensors,
-        # which no later training could backpropagate through.
-        with torch.inference_mode(False):
-            for module in self.modules().values():
-                module.to(device)
+        for module in self.modules().values():
+            module.to(device)
         return self
 
     def weight_bytes(self) -> int:
@@ -81,6 +83,11 @@ class SVDBackbone:
             raise ReCaptureInputError(
                 name, f"is {width}x{height}, but this backbone needs width and height in multiples of {m}",
                 f"Resize or crop the video first, e.g. to {fit_w}x{fit_h} (SVD-XT was trained at 1024x576).")
+
+
+def placement(device, on_device: OnDevice | None = None):
+    """Where a job runs: ``on_device()`` when the host manages the backbone, else plain ``device``."""
+    return on_device() if on_device is not None else nullcontext(torch.device(device))
 
 
 def load_diffusers_svd(folder: Path, dtype: str = "fp16") -> SVDBackbone:
@@ -98,9 +105,7 @@ def load_diffusers_svd(folder: Path, dtype: str = "fp16") -> SVDBackbone:
         raise ReCaptureInputError("model", f"{folder.name} is a {found!r}, not Stable Video Diffusion", HELP)
     from diffusers import StableVideoDiffusionPipeline
 
-    # Loaded outside inference mode (ComfyUI runs nodes inside it): inference tensors as weights
-    # could never be trained through later.
-    with torch.inference_mode(False), reading(folder, "model", "A file in the folder is damaged or truncated: copy it again. " + HELP):
+    with reading(folder, "model", "A file in the folder is damaged or truncated: copy it again. " + HELP):
         pipeline = StableVideoDiffusionPipeline.from_pretrained(folder, dtype=DTYPES[dtype], local_files_only=True)
     for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
         module.eval().requires_grad_(False)

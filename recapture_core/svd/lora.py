@@ -20,6 +20,8 @@ TEMPORAL_TARGETS = r".*temporal_transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to
 #: Self-attention (attn1) projections of the spatial transformer blocks.
 SPATIAL_TARGETS = r".*\.transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)"
 KINDS = {"temporal": TEMPORAL_TARGETS, "spatial": SPATIAL_TARGETS}
+#: What makes each kind (named in messages).
+TRAINER_NODES = {"temporal": "MaskedTemporalLoRATrain", "spatial": "SpatialLoRATrain"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,13 @@ class ReCaptureLoRA:
                                           f"its rank {self.rank}", again)
             if not (down.is_floating_point() and torch.isfinite(down).all() and torch.isfinite(up).all()):
                 raise ReCaptureInputError(input_name, f"has non-finite or non-float weights in {module}", again)
+
+    def check_use(self, backbone, kind: str, input_name: str) -> None:
+        """This LoRA may be used as a ``kind`` LoRA on ``backbone``: the right kind, and it fits (see check_backbone)."""
+        if self.kind != kind:
+            raise ReCaptureInputError(input_name, f"is a {self.kind} LoRA where a {kind} one belongs",
+                                      f"Connect the output of {TRAINER_NODES[kind]}.")
+        self.check_backbone(backbone, input_name)
 
     def check_backbone(self, backbone, input_name: str) -> None:
         """Trained on this UNet architecture, and every weight fits the module it goes into."""
@@ -153,7 +162,7 @@ def adapters_attached(unet: torch.nn.Module, specs: list[AdapterSpec], gradient_
     saved_types = {name: type(m) for name, m in unet.named_modules()}
     lora_model = None
     try:
-        with torch.inference_mode(False), torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             configs = {s.name: LoraConfig(r=s.rank, lora_alpha=s.alpha, target_modules=target_modules(unet, s.kind, s.targets),
                                           lora_dropout=0.0, init_lora_weights=True) for s in specs}

@@ -18,6 +18,7 @@ from einops import rearrange
 
 from ..errors import ReCaptureInputError
 from ..validation import check_frames
+from .backbone import OnDevice, placement
 from .conditioning import added_time_ids, conditioning_latents, encode_latents, image_embedding, to_model_range, unet_output
 from .lora import AdapterSpec, ReCaptureLoRA, adapters_attached
 
@@ -101,23 +102,30 @@ def decode(backbone, latents: torch.Tensor, chunk: int) -> torch.Tensor:
 
 
 def generate(backbone, video: torch.Tensor, adapters: list[AdapterSpec], settings: SampleSettings, *, device="cpu",
-             progress: Callable[[int, int], None] | None = None,
+             on_device: OnDevice | None = None, progress: Callable[[int, int], None] | None = None,
              check_interrupt: Callable[[], None] | None = None, output_latents: bool = False,
              video_name: str = "anchor") -> torch.Tensor:
     """The shared sampling loop. ``video`` IMAGE ``[F, H, W, 3]``: each window's first frame is its image
     prompt, and with ``strength < 1`` the video itself is the starting point, noised that far.
-    ``video_name`` is the input errors about it name.
+    ``video_name`` is the input errors about it name. Inputs are checked before ``on_device`` (if
+    given) places the backbone.
 
     Returns IMAGE ``[F, H, W, 3]``, or the final latents ``[1, F, 4, h, w]`` with ``output_latents``.
     """
-    from diffusers import EulerDiscreteScheduler
-
     check_frames(video, video_name)
     backbone.check_frames(video, video_name)
     num_frames = video.shape[0]
     window = settings.window or backbone.num_frames
     settings.check(num_frames, window)
-    device = torch.device(device)
+    with placement(device, on_device) as device:
+        return _sample(backbone, video, adapters, settings, window, device, progress, check_interrupt, output_latents)
+
+
+def _sample(backbone, video, adapters, settings, window, device, progress, check_interrupt, output_latents):
+    """The loop of :func:`generate`, on ``device``, after every check."""
+    from diffusers import EulerDiscreteScheduler
+
+    num_frames = video.shape[0]
     starts = window_starts(num_frames, window, settings.overlap)
     weights = window_weights(num_frames, window, starts)
     with torch.device("cpu"):  # its tables are built on the CPU whatever default device another pack set
@@ -172,10 +180,7 @@ def generate(backbone, video: torch.Tensor, adapters: list[AdapterSpec], setting
 def _adapter(name: str, lora: ReCaptureLoRA | None, strength: float, kind: str, backbone, input_name: str):
     if lora is None:
         return []
-    lora.check_backbone(backbone, input_name)
-    if lora.kind != kind:
-        raise ReCaptureInputError(input_name, f"is a {lora.kind} LoRA where a {kind} one belongs",
-                                  f"Connect the output of {'MaskedTemporalLoRATrain' if kind == 'temporal' else 'SpatialLoRATrain'}.")
+    lora.check_use(backbone, kind, input_name)
     return [AdapterSpec.from_lora(name, lora, strength)]
 
 

@@ -188,44 +188,43 @@ def load_single_file_svd(path: Path, dtype: str = "fp16", variant: str = "auto",
             raise ReCaptureInputError("checkpoint", f"{path.name} is not a Stable Video Diffusion checkpoint (no temporal UNet layers)", HELP)
         source = {k: handle.get_tensor(k) for k in keys if k.startswith((UNET_PREFIX, VAE_PREFIX, CLIP_PREFIX))}
     target_dtype = DTYPES[dtype]
-    with torch.inference_mode(False):
-        with torch.device("meta"):
-            unet = UNetSpatioTemporalConditionModel.from_config(json.loads((configs / "unet" / "config.json").read_text()))
-            vae = AutoencoderKLTemporalDecoder.from_config(json.loads((configs / "vae" / "config.json").read_text()))
-            clip_config = CLIPVisionConfig.from_dict(json.loads((configs / "image_encoder" / "config.json").read_text()))
-            image_encoder = CLIPVisionModelWithProjection(clip_config)
-        layers, up_attention = _unet_layout(unet)
-        _fill(unet, source, "UNet", lambda k: UNET_PREFIX + unet_key_to_original(k, layers, up_attention),
-              lambda k, o, c: source[o].to(target_dtype))
-        levels = len(vae.config.block_out_channels)
+    with torch.device("meta"):
+        unet = UNetSpatioTemporalConditionModel.from_config(json.loads((configs / "unet" / "config.json").read_text()))
+        vae = AutoencoderKLTemporalDecoder.from_config(json.loads((configs / "vae" / "config.json").read_text()))
+        clip_config = CLIPVisionConfig.from_dict(json.loads((configs / "image_encoder" / "config.json").read_text()))
+        image_encoder = CLIPVisionModelWithProjection(clip_config)
+    layers, up_attention = _unet_layout(unet)
+    _fill(unet, source, "UNet", lambda k: UNET_PREFIX + unet_key_to_original(k, layers, up_attention),
+          lambda k, o, c: source[o].to(target_dtype))
+    levels = len(vae.config.block_out_channels)
 
-        def vae_source(key, original, current):
-            if original is None:  # quant_conv: identity, as the original VAE has none
-                return (torch.eye(current.shape[0]).reshape(current.shape) if key.endswith("weight")
-                        else torch.zeros(current.shape)).to(target_dtype)
-            tensor = source[original]
-            return (tensor[..., 0, 0] if _is_vae_attention_matrix(key) else tensor).to(target_dtype)
+    def vae_source(key, original, current):
+        if original is None:  # quant_conv: identity, as the original VAE has none
+            return (torch.eye(current.shape[0]).reshape(current.shape) if key.endswith("weight")
+                    else torch.zeros(current.shape)).to(target_dtype)
+        tensor = source[original]
+        return (tensor[..., 0, 0] if _is_vae_attention_matrix(key) else tensor).to(target_dtype)
 
-        _fill(vae, source, "VAE", lambda k: None if k.startswith("quant_conv.") and VAE_PREFIX + "quant_conv.weight" not in source
-              else VAE_PREFIX + vae_key_to_original(k, levels), vae_source)
+    _fill(vae, source, "VAE", lambda k: None if k.startswith("quant_conv.") and VAE_PREFIX + "quant_conv.weight" not in source
+          else VAE_PREFIX + vae_key_to_original(k, levels), vae_source)
 
-        def clip_source(key, original, current):
-            name, third = original
-            tensor = source[name]
-            if third is not None:
-                size = tensor.shape[0] // 3
-                tensor = tensor[third * size:(third + 1) * size]
-            return (tensor.t() if name == CLIP_PREFIX + "proj" else tensor).to(target_dtype)
+    def clip_source(key, original, current):
+        name, third = original
+        tensor = source[name]
+        if third is not None:
+            size = tensor.shape[0] // 3
+            tensor = tensor[third * size:(third + 1) * size]
+        return (tensor.t() if name == CLIP_PREFIX + "proj" else tensor).to(target_dtype)
 
-        def clip_name(key):
-            name, third = clip_key_to_original(key)
-            return CLIP_PREFIX + name, third
+    def clip_name(key):
+        name, third = clip_key_to_original(key)
+        return CLIP_PREFIX + name, third
 
-        _fill(image_encoder, source, "image encoder", clip_name, clip_source)
-        embeddings = image_encoder.vision_model.embeddings
-        if embeddings.position_ids.is_meta:  # a non-persistent buffer: not in any checkpoint
-            embeddings.register_buffer("position_ids", torch.arange(embeddings.num_positions).expand((1, -1)),
-                                       persistent=False)
+    _fill(image_encoder, source, "image encoder", clip_name, clip_source)
+    embeddings = image_encoder.vision_model.embeddings
+    if embeddings.position_ids.is_meta:  # a non-persistent buffer: not in any checkpoint
+        embeddings.register_buffer("position_ids", torch.arange(embeddings.num_positions).expand((1, -1)),
+                                   persistent=False)
     processor = CLIPImageProcessor.from_pretrained(configs / "feature_extractor", local_files_only=True)
     scheduler_config = json.loads((configs / "scheduler" / "scheduler_config.json").read_text())
     for module in (unet, vae, image_encoder):

@@ -21,6 +21,7 @@ import torch
 from ..errors import ReCaptureInputError
 from ..masks import fill_holes
 from ..validation import check_frames, check_mask
+from .backbone import OnDevice, placement
 from .conditioning import (added_time_ids, conditioning_latents, denoise, encode_latents, image_embedding,
                            temporal_layers_off, to_model_range)
 from .lora import KINDS, AdapterSpec, ReCaptureLoRA, adapters_attached, extract_state_dict
@@ -77,14 +78,14 @@ def float32_compute_on_cpu(unet: torch.nn.Module, device: torch.device):
     if torch.device(device).type != "cpu" or not tensors:
         yield
         return
-    with torch.inference_mode(False), torch.no_grad():
-        saved = [t.dtype for t in tensors]
+    saved = [t.dtype for t in tensors]
+    with torch.no_grad():
         for tensor in tensors:
             tensor.data = tensor.data.float()
     try:
         yield
     finally:
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.no_grad():
             for tensor, dtype in zip(tensors, saved):
                 tensor.data = tensor.data.to(dtype)
 
@@ -107,7 +108,6 @@ class _Trainer:
 
     def __init__(self, backbone, settings: TrainSettings, device, progress: Progress | None,
                  check_interrupt: Callable[[], None] | None):
-        settings.check()
         self.backbone, self.settings, self.device = backbone, settings, torch.device(device)
         self.progress, self.check_interrupt = progress, check_interrupt
         self.generator = torch.Generator().manual_seed(settings.seed)
@@ -147,7 +147,7 @@ class _Trainer:
         s = self.settings
         unet = self.backbone.unet
         losses = []
-        with torch.inference_mode(False), torch.enable_grad(), float32_compute_on_cpu(unet, self.device):
+        with torch.enable_grad(), float32_compute_on_cpu(unet, self.device):
             with adapters_attached(unet, specs, gradient_checkpointing=s.gradient_checkpointing, init_seed=s.seed) as trainable, \
                     (temporal_layers_off(unet) if spatial_only else nullcontext()):
                 params = trainable["rc_trainable"]
@@ -179,78 +179,83 @@ class _Trainer:
 
 
 def train_spatial_lora(backbone, frames: torch.Tensor, settings: TrainSettings = TrainSettings(), *,
-                       device="cpu", progress: Progress | None = None,
+                       device="cpu", on_device: OnDevice | None = None, progress: Progress | None = None,
                        check_interrupt: Callable[[], None] | None = None) -> ReCaptureLoRA:
     """Spatial LoRA on random single frames of the source video ``[F, H, W, 3]``, temporal layers off.
 
     Every frame is conditioned on the video's first frame, the image prompt at sampling time.
+    Inputs are checked before ``on_device`` (if given) places the backbone and training starts.
     """
     check_frames(frames, "frames")
     backbone.check_frames(frames, "frames")
-    trainer = _Trainer(backbone, settings, device, progress, check_interrupt)
-    with torch.inference_mode(False), torch.no_grad():
-        video = to_model_range(frames.clone().float())
-        latents = encode_latents(backbone, video).float()  # [F, 4, h, w]
-        prompt = video[:1].to(trainer.device)
-        embeds = image_embedding(backbone, prompt).float()
-    count = min(settings.frames_per_step, frames.shape[0])
+    settings.check()
+    with placement(device, on_device) as device:
+        trainer = _Trainer(backbone, settings, device, progress, check_interrupt)
+        with torch.no_grad():
+            video = to_model_range(frames.clone().float())
+            latents = encode_latents(backbone, video).float()  # [F, 4, h, w]
+            prompt = video[:1].to(trainer.device)
+            embeds = image_embedding(backbone, prompt).float()
+        count = min(settings.frames_per_step, frames.shape[0])
 
-    def sample_clip():
-        picks = torch.randperm(frames.shape[0], generator=trainer.generator, device="cpu")[:count]
-        return latents[picks][None], prompt, embeds
+        def sample_clip():
+            picks = torch.randperm(frames.shape[0], generator=trainer.generator, device="cpu")[:count]
+            return latents[picks][None], prompt, embeds
 
-    return trainer.run([AdapterSpec("rc_trainable", "spatial", settings.rank, settings.alpha, trainable=True,
-                                    targets=settings.targets)],
-                       sample_clip, spatial_only=True, kind="spatial")
+        return trainer.run([AdapterSpec("rc_trainable", "spatial", settings.rank, settings.alpha, trainable=True,
+                                        targets=settings.targets)],
+                           sample_clip, spatial_only=True, kind="spatial")
 
 
 def train_temporal_lora(backbone, anchor: torch.Tensor, valid_mask: torch.Tensor,
                         settings: TrainSettings = TrainSettings(), spatial_lora: ReCaptureLoRA | None = None, *,
-                        device="cpu", progress: Progress | None = None,
+                        device="cpu", on_device: OnDevice | None = None, progress: Progress | None = None,
                         check_interrupt: Callable[[], None] | None = None) -> ReCaptureLoRA:
     """Temporal LoRA on the anchor video ``[F, H, W, 3]`` with the loss on valid pixels only.
 
     Holes are filled from valid pixels before VAE encoding, so hole contents never reach the
     model; the loss counts latent cells whose pixels are all valid. Videos longer than the
-    backbone's window train on random windows, each conditioned on its first frame.
+    backbone's window train on random windows, each conditioned on its first frame. Inputs are
+    checked before ``on_device`` (if given) places the backbone and training starts.
     """
     check_frames(anchor, "anchor")
     valid_mask = check_mask(valid_mask, "valid_mask", anchor, "anchor", per_frame=True)
     backbone.check_frames(anchor, "anchor")
+    settings.check()
     if anchor.shape[0] < 2:
         raise ReCaptureInputError("anchor", "has a single frame; the temporal LoRA learns motion between frames",
                                   "Give a video of at least 2 frames.")
     if spatial_lora is not None:
-        spatial_lora.check_backbone(backbone, "spatial_lora")
-        if spatial_lora.kind != "spatial":
-            raise ReCaptureInputError("spatial_lora", f"is a {spatial_lora.kind} LoRA", "Connect SpatialLoRATrain's output.")
-    with torch.inference_mode(False):  # ComfyUI runs nodes in inference mode; the loss needs normal tensors
-        latent_mask = latent_valid_mask(valid_mask.clone().expand(anchor.shape[0], -1, -1), backbone.vae_factor)
+        spatial_lora.check_use(backbone, "spatial", "spatial_lora")
+    valid_mask = valid_mask.clone()
+    latent_mask = latent_valid_mask(valid_mask, backbone.vae_factor)
     if latent_mask.sum() == 0:
         raise ReCaptureInputError("valid_mask", "has no valid region at the model's resolution (no "
                                   f"{backbone.vae_factor}x{backbone.vae_factor} block of valid pixels)",
                                   "Use a smaller camera move (fewer holes), or check that the mask is not inverted "
                                   "(valid_mask: 1 = rendered from the source).")
-    trainer = _Trainer(backbone, settings, device, progress, check_interrupt)
     window = min(backbone.num_frames, anchor.shape[0])
-    with torch.inference_mode(False), torch.no_grad():
-        filled = fill_holes(anchor.clone().float(), valid_mask.clone().expand(anchor.shape[0], -1, -1))
-        video = to_model_range(filled)
-        latents = encode_latents(backbone, video).float()
-        starts = range(anchor.shape[0] - window + 1)
-        prompts = video[list(starts)]
-        embeds = torch.cat([image_embedding(backbone, prompts[i:i + 8].to(trainer.device)) for i in range(0, len(prompts), 8)]).float()
-    latent_mask = latent_mask.to(trainer.device)
+    with placement(device, on_device) as device:
+        trainer = _Trainer(backbone, settings, device, progress, check_interrupt)
+        with torch.no_grad():
+            video = to_model_range(fill_holes(anchor.clone().float(), valid_mask))
+            latents = encode_latents(backbone, video).float()
+            starts = range(anchor.shape[0] - window + 1)
+            prompts = video[list(starts)]
+            embeds = torch.cat([image_embedding(backbone, prompts[i:i + 8].to(trainer.device))
+                                for i in range(0, len(prompts), 8)]).float()
+        latent_mask = latent_mask.to(trainer.device)
 
-    def sample_clip():
-        start = int(torch.randint(len(starts), (1,), generator=trainer.generator, device="cpu"))
-        return (latents[start:start + window][None], prompts[start:start + 1].to(trainer.device),
-                embeds[start:start + 1], latent_mask[start:start + window])
+        def sample_clip():
+            start = int(torch.randint(len(starts), (1,), generator=trainer.generator, device="cpu"))
+            return (latents[start:start + window][None], prompts[start:start + 1].to(trainer.device),
+                    embeds[start:start + 1], latent_mask[start:start + window])
 
-    specs = [AdapterSpec("rc_trainable", "temporal", settings.rank, settings.alpha, trainable=True, targets=settings.targets)]
-    if spatial_lora is not None:
-        specs.insert(0, AdapterSpec.from_lora("rc_spatial", spatial_lora))
-    return trainer.run(specs, sample_clip, spatial_only=False, kind="temporal")
+        specs = [AdapterSpec("rc_trainable", "temporal", settings.rank, settings.alpha, trainable=True,
+                             targets=settings.targets)]
+        if spatial_lora is not None:
+            specs.insert(0, AdapterSpec.from_lora("rc_spatial", spatial_lora))
+        return trainer.run(specs, sample_clip, spatial_only=False, kind="temporal")
 
 
 def clip_loss(backbone, frames: torch.Tensor, lora: ReCaptureLoRA | None = None, *, valid_mask: torch.Tensor | None = None,
@@ -262,7 +267,7 @@ def clip_loss(backbone, frames: torch.Tensor, lora: ReCaptureLoRA | None = None,
     temporal training; ``lora`` (if any) is attached for the measurement and removed after.
     """
     trainer = _Trainer(backbone, TrainSettings(seed=seed), device, None, None)
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.no_grad():
         filled = frames.clone().float() if valid_mask is None else fill_holes(frames.clone().float(), valid_mask)
         video = to_model_range(filled)
         latents = encode_latents(backbone, video).float()[None]
