@@ -207,7 +207,6 @@ def _camera_files() -> list[str]:
 
 
 class ReCaptureCameraImport(_TrajectoryAndSummaryOutput):
-    FOLDER_LISTS = ("file",)  # choices listed from folders at request time
     DESCRIPTION = ("Load a camera path from a file in ComfyUI's input folder: ReCapture JSON, NeRF transforms.json "
                    "(OpenGL axes, converted) or a COLMAP text model (pick its images.txt). The file's FIRST pose is the "
                    "source camera (where the video was filmed); every pose is made relative to it.")

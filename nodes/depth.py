@@ -52,7 +52,6 @@ def _maybe_align(depth, temporal_consistency):
 
 
 class ReCaptureDepthEstimate(_DepthOutput):
-    FOLDER_LISTS = ("depth_model",)  # choices listed from folders at request time
     DESCRIPTION = ("Estimate per-frame depth with a transformers depth model from models/depth/ (Depth Anything V2, "
                    "DPT/MiDaS, ZoeDepth). Runs on ComfyUI's device in frame batches; never downloads anything.")
     FUNCTION = "estimate"

@@ -95,7 +95,6 @@ class ReCaptureSVDLoader:
                    "(model_index.json, unet/, vae/, image_encoder/, feature_extractor/, scheduler/). Never downloads.")
     CATEGORY = "ReCapture/loaders"
     FUNCTION = "load"
-    FOLDER_LISTS = ("model",)  # choices listed from folders at request time
     RETURN_TYPES = ("RECAPTURE_BACKBONE",)
     RETURN_NAMES = ("backbone",)
     OUTPUT_TOOLTIPS = ("The video diffusion model, shared by the trainers and samplers (they never modify it).",)
@@ -127,7 +126,6 @@ class ReCaptureSVDCheckpointLoader:
                    "with this pack. Never downloads.")
     CATEGORY = "ReCapture/loaders"
     FUNCTION = "load"
-    FOLDER_LISTS = ("ckpt_name", "architecture")  # choices listed from folders at request time
     RETURN_TYPES = ("RECAPTURE_BACKBONE",)
     RETURN_NAMES = ("backbone",)
     OUTPUT_TOOLTIPS = ("The video diffusion model, shared by the trainers and samplers (they never modify it).",)
@@ -266,7 +264,6 @@ class ReCaptureLoRALoad:
     DESCRIPTION = "Load a LoRA saved by 'Save ReCapture LoRA' from models/loras/recapture/."
     CATEGORY = "ReCapture/loaders"
     FUNCTION = "load"
-    FOLDER_LISTS = ("lora_name",)  # choices listed from folders at request time
     RETURN_TYPES = ("RECAPTURE_LORA",)
     RETURN_NAMES = ("lora",)
     OUTPUT_TOOLTIPS = (LORA_TOOLTIP,)

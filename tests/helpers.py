@@ -2,6 +2,13 @@
 from __future__ import annotations
 
 
+#: Inputs whose choices are files listed from the server's model/input folders (they differ between
+#: the test process and the server, so tests compare them by kind, not by value).
+FOLDER_LISTS = {"ReCaptureSVDLoader": ("model",), "ReCaptureSVDCheckpointLoader": ("ckpt_name", "architecture"),
+                "ReCaptureLoRALoad": ("lora_name",), "ReCaptureDepthEstimate": ("depth_model",),
+                "ReCaptureCameraImport": ("file",)}
+
+
 class Interrupted(Exception):
     """Stands in for ComfyUI's interrupt exception."""
 

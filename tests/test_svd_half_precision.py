@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from recapture_core.errors import ReCaptureInputError
-from recapture_core.svd.backbone import load_diffusers_svd, state_fingerprint
+from recapture_core.svd.backbone import load_diffusers_svd
 from recapture_core.svd.sample import SampleSettings, dual_lora_sample
-from recapture_core.svd.train import TrainSettings, clip_loss, train_spatial_lora, train_temporal_lora
+from recapture_core.svd.train import TrainSettings, train_spatial_lora, train_temporal_lora
+from svd_support import clip_loss, state_fingerprint
 from test_svd_training import smooth_clip
 from tiny_models import make_svd_folder
 

@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from recapture_core.errors import ReCaptureInputError
-from recapture_core.svd.backbone import load_diffusers_svd, state_fingerprint
+from recapture_core.svd.backbone import load_diffusers_svd
 from recapture_core.svd.sample import (SampleSettings, blend_windows, dual_lora_sample, sdedit_refine, window_starts,
                                        window_weights)
 from recapture_core.svd.train import TrainSettings, train_spatial_lora, train_temporal_lora
 from helpers import Interrupted, interrupt_on_call
+from svd_support import state_fingerprint
 from tiny_models import make_svd_folder
 
 FEW = SampleSettings(steps=3, seed=7)

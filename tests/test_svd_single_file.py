@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 
 from recapture_core.errors import ReCaptureInputError
 from recapture_core.svd.backbone import load_diffusers_svd
-from recapture_core.svd.single_file import (CLIP_PREFIX, CONFIGS, UNET_PREFIX, VAE_PREFIX, load_single_file_svd,
-                                            to_original_state_dict)
+from recapture_core.svd.single_file import CLIP_PREFIX, CONFIGS, UNET_PREFIX, VAE_PREFIX, load_single_file_svd
+from svd_support import to_original_state_dict
 from tiny_models import make_svd_folder
 
 

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from recapture_core.errors import ReCaptureInputError
-from recapture_core.svd.backbone import load_diffusers_svd, state_fingerprint
+from recapture_core.svd.backbone import load_diffusers_svd
 from recapture_core.svd.conditioning import temporal_layers_off
 from recapture_core.svd.lora import SPATIAL_TARGETS, TEMPORAL_TARGETS, target_modules
 from recapture_core.svd.lora_files import load_lora, save_lora
-from recapture_core.svd.train import TrainSettings, clip_loss, train_spatial_lora, train_temporal_lora
+from recapture_core.svd.train import TrainSettings, train_spatial_lora, train_temporal_lora
+from svd_support import clip_loss, state_fingerprint
 from helpers import Interrupted, interrupt_on_call
 from tiny_models import make_svd_folder
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import FOLDER_LISTS
 from workflow_defs import all_workflows, numbered, with_tiny_models
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,7 +74,7 @@ def test_structure_links_and_widget_values(path, object_info, pack):
                 assert any(link[0] == slot["link"] for link in workflow["links"]), (node["id"], slot["name"])
 
     definition = numbered(DEFINITIONS[path.stem].graph)
-    folder_lists = {name: getattr(cls, "FOLDER_LISTS", ()) for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+    folder_lists = dict(FOLDER_LISTS)
     folder_lists["ImageOnlyCheckpointLoader"] = ("ckpt_name",)  # ComfyUI's own loader: a model file the user adds
     for node in nodes.values():
         if node["type"] == "Note":

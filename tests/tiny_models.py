@@ -65,7 +65,7 @@ def make_svd_checkpoint(folder: Path, path: Path) -> Path:
     from safetensors.torch import save_file
 
     from recapture_core.svd.backbone import load_diffusers_svd
-    from recapture_core.svd.single_file import to_original_state_dict
+    from svd_support import to_original_state_dict
 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(to_original_state_dict(load_diffusers_svd(folder, "fp32")), str(path))

@@ -52,8 +52,3 @@ def intrinsics_matrix(intrinsics: torch.Tensor, width: int, height: int) -> torc
     K = torch.zeros(*intrinsics.shape[:-1], 3, 3, dtype=intrinsics.dtype, device=intrinsics.device)
     K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2], K[..., 2, 2] = fx, fy, cx, cy, 1.0
     return K
-
-
-def normalized_from_matrix(K: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Inverse of :func:`intrinsics_matrix`: ``[..., 3, 3]`` pixel intrinsics to ``[..., 4]``."""
-    return torch.stack([K[..., 0, 0] / width, K[..., 1, 1] / width, K[..., 0, 2] / width, K[..., 1, 2] / height], -1)

@@ -9,7 +9,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 import torch
-from kornia.geometry.conversions import axis_angle_to_rotation_matrix
+from kornia.geometry.conversions import Rt_to_matrix4x4, axis_angle_to_rotation_matrix
+from kornia.geometry.linalg import inverse_transformation
 
 _AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
 
@@ -23,18 +24,15 @@ def rotation(axis: str, angle_deg: float | torch.Tensor) -> torch.Tensor:
 
 
 def make_pose(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """4x4 pose ``[..., 4, 4]`` from a rotation ``[..., 3, 3]`` and a translation ``[..., 3]``."""
-    T = torch.zeros(*R.shape[:-2], 4, 4, dtype=R.dtype, device=R.device)
-    T[..., :3, :3] = R
-    T[..., :3, 3] = t
-    T[..., 3, 3] = 1.0
-    return T
+    """4x4 pose ``[..., 4, 4]`` from a rotation ``[..., 3, 3]`` and a translation ``[..., 3]`` (kornia's, any batch shape)."""
+    batch = R.shape[:-2]
+    pose = Rt_to_matrix4x4(R.reshape(-1, 3, 3), t.to(R.dtype).reshape(-1, 3, 1))
+    return pose.reshape(*batch, 4, 4)
 
 
 def invert_pose(T: torch.Tensor) -> torch.Tensor:
-    """Inverse of rigid poses ``[..., 4, 4]`` (transpose the rotation; exact, no general inverse)."""
-    R_inv = T[..., :3, :3].transpose(-1, -2)
-    return make_pose(R_inv, -(R_inv @ T[..., :3, 3:4])[..., 0])
+    """Inverse of rigid poses ``[..., 4, 4]`` (kornia's: transposed rotation, exact; any batch shape)."""
+    return inverse_transformation(T.reshape(-1, 4, 4)).reshape(T.shape)
 
 
 def rotation_angle_deg(R: torch.Tensor) -> torch.Tensor:

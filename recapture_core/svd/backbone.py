@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager
 
@@ -33,7 +33,6 @@ class SVDBackbone:
     scheduler_config: dict
     dtype: torch.dtype
     name: str
-    extra: dict = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
@@ -113,13 +112,3 @@ def load_diffusers_svd(folder: Path, dtype: str = "fp16") -> SVDBackbone:
                        dict(pipeline.scheduler.config), DTYPES[dtype], folder.name)
 
 
-def state_fingerprint(module: torch.nn.Module) -> str:
-    """Hash of a module's state dict (names, dtypes, values) and module types, for 'left unchanged' checks."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    for name, sub in module.named_modules():
-        digest.update(f"{name}:{type(sub).__name__}".encode())
-    return digest.hexdigest()

@@ -107,32 +107,6 @@ def _unet_layout(unet) -> tuple[int, list[bool]]:
     return int(config.layers_per_block), [t.startswith("CrossAttn") for t in config.up_block_types]
 
 
-def to_original_state_dict(backbone: SVDBackbone) -> dict[str, torch.Tensor]:
-    """The backbone as one original-format state dict (what ``svd_xt.safetensors`` holds)."""
-    out = {}
-    layers, up_attention = _unet_layout(backbone.unet)
-    for key, tensor in backbone.unet.state_dict().items():
-        out[UNET_PREFIX + unet_key_to_original(key, layers, up_attention)] = tensor.contiguous()
-    levels = len(backbone.vae.config.block_out_channels)
-    for key, tensor in backbone.vae.state_dict().items():
-        if key.startswith("quant_conv."):
-            continue  # the original VAE has no quant_conv: it must be (and is checked to be) the identity
-        out[VAE_PREFIX + vae_key_to_original(key, levels)] = (tensor[..., None, None] if _is_vae_attention_matrix(key)
-                                                              else tensor).contiguous()
-    qkv: dict[str, list] = {}
-    for key, tensor in backbone.image_encoder.state_dict().items():
-        if key.endswith("position_ids"):
-            continue
-        name, third = clip_key_to_original(key)
-        if third is None:
-            out[CLIP_PREFIX + name] = (tensor.t() if name == "proj" else tensor).contiguous()
-        else:
-            qkv.setdefault(name, [None] * 3)[third] = tensor
-    for name, parts in qkv.items():
-        out[CLIP_PREFIX + name] = torch.cat(parts).contiguous()
-    return out
-
-
 def _fill(module: torch.nn.Module, source: dict, describe: str, mapping, transform) -> None:
     """Assign tensors from ``source`` (original keys) to every state-dict entry of ``module``."""
     state = {}

@@ -258,23 +258,3 @@ def train_temporal_lora(backbone, anchor: torch.Tensor, valid_mask: torch.Tensor
         return trainer.run(specs, sample_clip, spatial_only=False, kind="temporal")
 
 
-def clip_loss(backbone, frames: torch.Tensor, lora: ReCaptureLoRA | None = None, *, valid_mask: torch.Tensor | None = None,
-              temporal_off: bool = False, sigmas: tuple[float, ...] = (0.2, 1.0, 4.0), seed: int = 1234,
-              device="cpu") -> float:
-    """Mean EDM loss of a whole clip at fixed noise levels and noise (a deterministic yardstick).
-
-    The clip is conditioned on its first frame; with ``valid_mask`` the loss is masked as in
-    temporal training; ``lora`` (if any) is attached for the measurement and removed after.
-    """
-    trainer = _Trainer(backbone, TrainSettings(seed=seed), device, None, None)
-    with torch.no_grad():
-        filled = frames.clone().float() if valid_mask is None else fill_holes(frames.clone().float(), valid_mask)
-        video = to_model_range(filled)
-        latents = encode_latents(backbone, video).float()[None]
-        prompt = video[:1].to(trainer.device)
-        embeds = image_embedding(backbone, prompt).float()
-        mask = None if valid_mask is None else latent_valid_mask(valid_mask, backbone.vae_factor).to(trainer.device)
-        specs = [] if lora is None else [AdapterSpec.from_lora("rc_measured", lora)]
-        with adapters_attached(backbone.unet, specs), (temporal_layers_off(backbone.unet) if temporal_off else nullcontext()):
-            losses = [float(trainer.step_loss(latents, prompt, embeds, mask, sigma)) for sigma in sigmas]
-    return sum(losses) / len(losses)
