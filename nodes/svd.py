@@ -90,21 +90,28 @@ def _report(lora) -> str:
             f"loss {head:.4f} (first 10 steps) -> {lora.final_loss:.4f} (last 10)")
 
 
-class ReCaptureSVDLoader:
-    DESCRIPTION = ("Load Stable Video Diffusion (SVD or SVD-XT) from a diffusers folder under models/diffusers "
-                   "(model_index.json, unet/, vae/, image_encoder/, feature_extractor/, scheduler/). Never downloads.")
+class _BackboneLoader:
+    """What the two SVD loaders share."""
+
     CATEGORY = "ReCapture/loaders"
     FUNCTION = "load"
     RETURN_TYPES = ("RECAPTURE_BACKBONE",)
     RETURN_NAMES = ("backbone",)
     OUTPUT_TOOLTIPS = ("The video diffusion model, shared by the trainers and samplers (they never modify it).",)
+    DTYPE_INPUT = {"dtype": (["fp16", "bf16", "fp32"], {
+        "default": "fp16", "tooltip": "Weight precision: fp16 for GPUs, fp32 on the CPU (half precision is slow there). "
+                                      "LoRAs train in float32 whatever this is."})}
+
+
+class ReCaptureSVDLoader(_BackboneLoader):
+    DESCRIPTION = ("Load Stable Video Diffusion (SVD or SVD-XT) from a diffusers folder under models/diffusers "
+                   "(model_index.json, unet/, vae/, image_encoder/, feature_extractor/, scheduler/). Never downloads.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
             "model": (_svd_folders() or [NO_SVD], {"tooltip": "An SVD diffusers folder under models/diffusers."}),
-            "dtype": (["fp16", "bf16", "fp32"], {"default": "fp16",
-                      "tooltip": "Weight precision: fp16 for GPUs, fp32 on the CPU (half precision is slow there)."}),
+            **cls.DTYPE_INPUT,
         }}
 
     def load(self, model, dtype):
@@ -120,15 +127,10 @@ class ReCaptureSVDLoader:
             return (load_diffusers_svd(folder, dtype),)
 
 
-class ReCaptureSVDCheckpointLoader:
+class ReCaptureSVDCheckpointLoader(_BackboneLoader):
     DESCRIPTION = ("Load Stable Video Diffusion from the single-file checkpoint ComfyUI users already have "
                    "(svd.safetensors / svd_xt.safetensors in models/checkpoints), with architecture configs that ship "
                    "with this pack. Never downloads.")
-    CATEGORY = "ReCapture/loaders"
-    FUNCTION = "load"
-    RETURN_TYPES = ("RECAPTURE_BACKBONE",)
-    RETURN_NAMES = ("backbone",)
-    OUTPUT_TOOLTIPS = ("The video diffusion model, shared by the trainers and samplers (they never modify it).",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -137,8 +139,7 @@ class ReCaptureSVDCheckpointLoader:
             "architecture": (["auto", "svd", "svd_xt", *(f"like {name}" for name in _svd_folders())],
                              {"default": "auto", "tooltip": "auto: SVD-XT (25 frames) when the file name contains 'xt', else SVD "
                                                             "(14 frames). 'like <folder>': the architecture of a diffusers folder."}),
-            "dtype": (["fp16", "bf16", "fp32"], {"default": "fp16",
-                      "tooltip": "Weight precision: fp16 for GPUs, fp32 on the CPU (half precision is slow there)."}),
+            **cls.DTYPE_INPUT,
         }}
 
     def load(self, ckpt_name, architecture, dtype):

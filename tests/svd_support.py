@@ -15,10 +15,9 @@ import torch
 from recapture_core.masks import fill_holes
 from recapture_core.svd.backbone import SVDBackbone
 from recapture_core.svd.conditioning import encode_latents, image_embedding, temporal_layers_off, to_model_range
-from recapture_core.svd.keys import unet_key_to_original
+from recapture_core.svd.keys import clip_key_to_original, is_vae_attention_matrix, unet_key_to_original, vae_key_to_original
 from recapture_core.svd.lora import AdapterSpec, ReCaptureLoRA, adapters_attached
-from recapture_core.svd.single_file import (CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, _is_vae_attention_matrix, _unet_layout,
-                                            clip_key_to_original, vae_key_to_original)
+from recapture_core.svd.single_file import CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, _unet_layout
 from recapture_core.svd.train import TrainSettings, _Trainer, latent_valid_mask
 
 
@@ -66,7 +65,7 @@ def to_original_state_dict(backbone: SVDBackbone) -> dict[str, torch.Tensor]:
     for key, tensor in backbone.vae.state_dict().items():
         if key.startswith("quant_conv."):
             continue  # the original VAE has no quant_conv: it must be (and is checked to be) the identity
-        out[VAE_PREFIX + vae_key_to_original(key, levels)] = (tensor[..., None, None] if _is_vae_attention_matrix(key)
+        out[VAE_PREFIX + vae_key_to_original(key, levels)] = (tensor[..., None, None] if is_vae_attention_matrix(key)
                                                               else tensor).contiguous()
     qkv: dict[str, list] = {}
     for key, tensor in backbone.image_encoder.state_dict().items():

@@ -16,7 +16,6 @@ against ComfyUI's own loaders.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ import torch
 from ..errors import ReCaptureInputError
 from ..model_files import reading
 from .backbone import DTYPES, SVDBackbone
-from .keys import unet_key_to_original
+from .keys import clip_key_to_original, is_vae_attention_matrix, unet_key_to_original, vae_key_to_original
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -33,73 +32,6 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 VARIANTS = {"svd": 14, "svd_xt": 25}
 HELP = ("Put the single-file checkpoint you use with ComfyUI's SVD nodes (svd.safetensors or svd_xt.safetensors) under "
         "models/checkpoints/.")
-
-# --- VAE ------------------------------------------------------------------------------------------------
-_VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
-_VAE_TEMPORAL = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3"}
-
-
-def _vae_resnet(rest: str) -> str:
-    if rest.startswith("time_mixer.mix_factor"):
-        return "mix_factor"
-    if rest.startswith("spatial_res_block."):
-        rest = rest[len("spatial_res_block."):]
-    elif rest.startswith("temporal_res_block."):
-        layer, _, leaf = rest[len("temporal_res_block."):].partition(".")
-        return f"time_stack.{_VAE_TEMPORAL[layer]}.{leaf}"
-    return rest.replace("conv_shortcut.", "nin_shortcut.")
-
-
-def vae_key_to_original(key: str, num_levels: int) -> str:
-    """diffusers ``AutoencoderKLTemporalDecoder`` key -> original LDM/sgm VAE key (without prefix)."""
-    fixed = {"encoder.conv_norm_out.": "encoder.norm_out.", "decoder.conv_norm_out.": "decoder.norm_out.",
-             "decoder.time_conv_out.": "decoder.conv_out.time_mix_conv."}
-    for source, target in fixed.items():
-        if key.startswith(source):
-            return target + key[len(source):]
-    if m := re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(.*)", key):
-        return f"{m.group(1)}.mid.attn_1.{_VAE_ATTENTION[m.group(2)]}.{m.group(3)}"
-    if m := re.match(r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.*)", key):
-        return f"{m.group(1)}.mid.block_{int(m.group(2)) + 1}.{_vae_resnet(m.group(3))}"
-    if m := re.match(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", key):
-        return f"encoder.down.{m.group(1)}.block.{m.group(2)}.{_vae_resnet(m.group(3))}"
-    if m := re.match(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.(.*)", key):
-        return f"encoder.down.{m.group(1)}.downsample.{m.group(2)}"
-    if m := re.match(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", key):
-        return f"decoder.up.{num_levels - 1 - int(m.group(1))}.block.{m.group(2)}.{_vae_resnet(m.group(3))}"
-    if m := re.match(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.(.*)", key):
-        return f"decoder.up.{num_levels - 1 - int(m.group(1))}.upsample.{m.group(2)}"
-    if re.match(r"(encoder|decoder)\.(conv_in|conv_out)\.", key) or key.startswith("quant_conv."):
-        return key
-    raise KeyError(f"no original name for VAE key {key}")
-
-
-def _is_vae_attention_matrix(key: str) -> bool:
-    return bool(re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$", key))
-
-
-# --- OpenCLIP image encoder --------------------------------------------------------------------------------
-def clip_key_to_original(key: str) -> tuple[str, int | None]:
-    """transformers ``CLIPVisionModelWithProjection`` key -> (OpenCLIP key, index of the q/k/v third or None)."""
-    fixed = {"vision_model.embeddings.class_embedding": "class_embedding",
-             "vision_model.embeddings.patch_embedding.weight": "conv1.weight",
-             "vision_model.embeddings.position_embedding.weight": "positional_embedding",
-             "vision_model.pre_layrnorm.weight": "ln_pre.weight", "vision_model.pre_layrnorm.bias": "ln_pre.bias",
-             "vision_model.post_layernorm.weight": "ln_post.weight", "vision_model.post_layernorm.bias": "ln_post.bias",
-             "visual_projection.weight": "proj"}
-    if key in fixed:
-        return fixed[key], None
-    m = re.match(r"vision_model\.encoder\.layers\.(\d+)\.(.*)\.(weight|bias)$", key)
-    if not m:
-        raise KeyError(f"no original name for CLIP key {key}")
-    layer, module, leaf = m.groups()
-    simple = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
-              "self_attn.out_proj": "attn.out_proj"}
-    if module in simple:
-        return f"transformer.resblocks.{layer}.{simple[module]}.{leaf}", None
-    third = {"self_attn.q_proj": 0, "self_attn.k_proj": 1, "self_attn.v_proj": 2}[module]
-    return f"transformer.resblocks.{layer}.attn.in_proj_{leaf}", third
-
 
 # --- whole checkpoints --------------------------------------------------------------------------------------
 def _unet_layout(unet) -> tuple[int, list[bool]]:
@@ -177,7 +109,7 @@ def load_single_file_svd(path: Path, dtype: str = "fp16", variant: str = "auto",
             return (torch.eye(current.shape[0]).reshape(current.shape) if key.endswith("weight")
                     else torch.zeros(current.shape)).to(target_dtype)
         tensor = source[original]
-        return (tensor[..., 0, 0] if _is_vae_attention_matrix(key) else tensor).to(target_dtype)
+        return (tensor[..., 0, 0] if is_vae_attention_matrix(key) else tensor).to(target_dtype)
 
     _fill(vae, source, "VAE", lambda k: None if k.startswith("quant_conv.") and VAE_PREFIX + "quant_conv.weight" not in source
           else VAE_PREFIX + vae_key_to_original(k, levels), vae_source)
