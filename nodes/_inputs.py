@@ -4,7 +4,8 @@ Anything may arrive on a socket: another pack's tensor on another scale, a plain
 DEPTH was declared, a NaN typed through the API. Rather than a check per node and per reported
 case, every node's FUNCTION is wrapped once at registration (``nodes/__init__.py``): each input is
 checked by its declared socket type before the node runs, and IMAGE / MASK outputs are checked to
-be finite after it ran, so no node ever hands NaN on silently.
+be finite after it ran, so no node ever hands NaN on silently. The same wrapper adds ComfyUI's own
+words (folders, node titles) to the core's messages, which speak only in the core's terms.
 """
 from __future__ import annotations
 
@@ -100,6 +101,21 @@ def check_outputs(cls, result) -> None:
                                    "Check the inputs (a LoRA or backbone with non-finite weights?) and report it if they are fine.")
 
 
+#: What ComfyUI users are told beyond the core's own words, by the error's hint: folders and node titles.
+HOST_WORDS = {
+    "depth_models": "Put it under ComfyUI's models/depth/ and refresh.",
+    "svd_diffusers": "Put it under ComfyUI's models/diffusers/ and refresh.",
+    "svd_checkpoints": "Put it under ComfyUI's models/checkpoints/ and refresh.",
+    "camera_files": "Put the file into ComfyUI's input folder and refresh.",
+    "lora_files": "'Save ReCapture LoRA' writes them; its ComfyUI-format exports (_comfyui) go to LoraLoaderModelOnly instead.",
+    "resize_depth": "Depth From Image resizes a depth map to the video (connect the video to its 'frames').",
+    "depth_source": "Connect DepthEstimate, or Depth From Image for a depth-map IMAGE from another pack.",
+    "resample_trajectory": "'Resample Camera Trajectory' does that.",
+    "spatial_lora": "Connect SpatialLoRATrain's output (or Load ReCapture LoRA with a spatial LoRA).",
+    "temporal_lora": "Connect MaskedTemporalLoRATrain's output (or Load ReCapture LoRA with a temporal LoRA).",
+}
+
+
 def guard(cls) -> type:
     """Wrap ``cls``'s FUNCTION with the input and output checks (once; subclasses get their own wrapper)."""
     function_name = cls.FUNCTION
@@ -110,7 +126,12 @@ def guard(cls) -> type:
     @functools.wraps(original)
     def guarded(self, *args, **kwargs):
         check_inputs(cls, kwargs)
-        result = original(self, *args, **kwargs)
+        try:
+            result = original(self, *args, **kwargs)
+        except ReCaptureInputError as err:
+            if err.hint in HOST_WORDS:
+                raise err.with_host_words(HOST_WORDS[err.hint]) from None
+            raise
         check_outputs(cls, result)
         return result
 

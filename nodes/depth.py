@@ -68,14 +68,14 @@ class ReCaptureDepthEstimate(_DepthOutput):
         }}
 
     def estimate(self, frames, depth_model, batch_size, temporal_consistency):
-        from ..recapture_core.depth_models import HELP, estimate_depth
+        from ..recapture_core.depth_models import HELP, HINT, estimate_depth
 
         if depth_model == NO_MODELS:
-            raise ReCaptureInputError("depth_model", "no depth model found", HELP)
+            raise ReCaptureInputError("depth_model", "no depth model found", HELP, HINT)
         try:
             path = _comfy.model_subfolder_path("depth", depth_model)
         except FileNotFoundError as err:
-            raise ReCaptureInputError("depth_model", str(err), HELP) from None
+            raise ReCaptureInputError("depth_model", str(err), HELP, HINT) from None
         model = _load_cached(path)
         device = _comfy.device()
         model.model.to(device)

@@ -115,14 +115,14 @@ class ReCaptureSVDLoader(_BackboneLoader):
         }}
 
     def load(self, model, dtype):
-        from ..recapture_core.svd.backbone import HELP, load_diffusers_svd
+        from ..recapture_core.svd.backbone import HELP, HINT, load_diffusers_svd
 
         if model == NO_SVD:
-            raise ReCaptureInputError("model", "no Stable Video Diffusion folder found", HELP)
+            raise ReCaptureInputError("model", "no Stable Video Diffusion folder found", HELP, HINT)
         try:
             folder = _comfy.model_subfolder_path("diffusers", model)
         except FileNotFoundError as err:
-            raise ReCaptureInputError("model", str(err), HELP) from None
+            raise ReCaptureInputError("model", str(err), HELP, HINT) from None
         with _comfy.autograd_enabled():  # weights made under inference mode could never be trained
             return (load_diffusers_svd(folder, dtype),)
 

@@ -38,7 +38,7 @@ class DepthMaps:
             raise ReCaptureInputError("depth", f"unknown depth kind {self.kind!r}", f"Use one of {', '.join(DEPTH_KINDS)}.")
         if self.values.ndim != 3 or 0 in self.values.shape:
             raise ReCaptureInputError("depth", f"expected depth of shape [frames, height, width], got {list(self.values.shape)}",
-                                      "Connect a DEPTH output or an IMAGE depth map read by 'Depth From Image'.")
+                                      "Give one depth map per frame.", hint="depth_source")
 
     @property
     def num_frames(self) -> int:

@@ -27,8 +27,9 @@ FAMILIES = {
     "dpt": "disparity",  # MiDaS / DPT: relative inverse depth
     "zoedepth": "metric",
 }
-HELP = ("Put a transformers depth model folder (config.json, model.safetensors, preprocessor_config.json), e.g. "
-        "Depth-Anything-V2-Small-hf, dpt-hybrid-midas or zoedepth-nyu-kitti, under ComfyUI's models/depth/.")
+HELP = ("Use a transformers depth model folder (config.json, model.safetensors, preprocessor_config.json), e.g. "
+        "Depth-Anything-V2-Small-hf, dpt-hybrid-midas or zoedepth-nyu-kitti.")
+HINT = "depth_models"  # where the host keeps them
 
 
 @dataclass
@@ -49,19 +50,19 @@ MIN_SIDE = 8
 def inspect_folder(folder: Path) -> tuple[str, str]:
     """``(family, kind)`` of a depth model folder, read from its config.json; clear errors otherwise."""
     if not folder.is_dir():
-        raise ReCaptureInputError("depth_model", f"{folder} is not a folder", HELP)
+        raise ReCaptureInputError("depth_model", f"{folder} is not a folder", HELP, HINT)
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     weights = list(folder.glob("*.safetensors")) + list(folder.glob("*.bin"))
     if missing or not weights:
         lacking = missing + ([] if weights else ["model.safetensors"])
-        raise ReCaptureInputError("depth_model", f"{folder.name} lacks {', '.join(lacking)}", HELP)
+        raise ReCaptureInputError("depth_model", f"{folder.name} lacks {', '.join(lacking)}", HELP, HINT)
     config = read_json(folder / "config.json", "depth_model")
     if not isinstance(config, dict):
-        raise ReCaptureInputError("depth_model", f"{folder.name}/config.json does not hold a JSON object", HELP)
+        raise ReCaptureInputError("depth_model", f"{folder.name}/config.json does not hold a JSON object", HELP, HINT)
     family = config.get("model_type")
     if family not in FAMILIES:
         raise ReCaptureInputError("depth_model", f"{folder.name} is a {family!r} model, not a supported depth model",
-                                  f"Supported: {', '.join(FAMILIES)}. " + HELP)
+                                  f"Supported: {', '.join(FAMILIES)}. " + HELP, HINT)
     kind = FAMILIES[family]
     if family == "depth_anything" and config.get("depth_estimation_type") == "metric":
         kind = "metric"
@@ -73,7 +74,7 @@ def load_depth_model(folder: Path, dtype: torch.dtype = torch.float32) -> DepthM
     family, kind = inspect_folder(folder)
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-    with reading(folder, "depth_model", "A file in the folder is damaged or truncated: copy the model folder again. " + HELP):
+    with reading(folder, "depth_model", "A file in the folder is damaged or truncated: copy the model folder again. " + HELP, HINT):
         model = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True, dtype=dtype).eval()
         processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
     return DepthModel(model, processor, kind, family, folder)

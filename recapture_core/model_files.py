@@ -18,8 +18,10 @@ MAX_TEXT_FILE_BYTES = 64 * 1024 * 1024
 
 
 @contextmanager
-def reading(path: Path | str, input_name: str, fix: str = "The file is damaged or of another kind: replace it, or pick another."):
-    """Run a file read; any parse failure inside becomes an error naming ``input_name`` and the file."""
+def reading(path: Path | str, input_name: str, fix: str = "The file is damaged or of another kind: replace it, or pick another.",
+            hint: str | None = None):
+    """Run a file read; any parse failure inside becomes an error naming ``input_name`` and the file
+    (``hint``: see :class:`ReCaptureInputError`)."""
     name = Path(path).name
     try:
         yield
@@ -28,10 +30,10 @@ def reading(path: Path | str, input_name: str, fix: str = "The file is damaged o
     except MemoryError:
         raise
     except RecursionError:
-        raise ReCaptureInputError(input_name, f"{name} is nested too deeply to read", fix) from None
+        raise ReCaptureInputError(input_name, f"{name} is nested too deeply to read", fix, hint) from None
     except Exception as err:  # noqa: BLE001 - a reader's failure of any kind is this file's fault, said once here
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ReCaptureInputError(input_name, f"cannot read {name} ({type(err).__name__}: {detail[:300]})", fix) from None
+        raise ReCaptureInputError(input_name, f"cannot read {name} ({type(err).__name__}: {detail[:300]})", fix, hint) from None
 
 
 def read_text(path: Path, input_name: str, limit: int = MAX_TEXT_FILE_BYTES) -> str:

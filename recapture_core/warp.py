@@ -253,7 +253,7 @@ def check_warp_inputs(frames: torch.Tensor, depth: torch.Tensor, trajectory: Cam
                                   "Estimate depth from the same video (same frame count).")
     if tuple(depth.shape[1:]) != tuple(frames.shape[1:3]):
         raise ReCaptureInputError("depth", f"is {depth.shape[2]}x{depth.shape[1]} but frames is {frames.shape[2]}x{frames.shape[1]}",
-                                  "Resize the depth to the video's size (Depth From Image does that).")
+                                  "Resize the depth to the video's size.", hint="resize_depth")
     check_depth_values(depth)
     trajectory.check_frame_count(frames.shape[0])
 

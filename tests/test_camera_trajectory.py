@@ -61,7 +61,8 @@ def test_reverse_flips_the_order_and_twice_is_the_original():
 def test_frame_count_check_names_both_counts():
     with pytest.raises(ReCaptureInputError) as err:
         preset_trajectory("static", 0.0, 24).check_frame_count(25)
-    assert "has 24 frames but frames has 25" in str(err.value) and "Resample" in str(err.value)
+    assert "has 24 frames but frames has 25" in str(err.value) and "resample it to 25 frames" in str(err.value)
+    assert err.value.hint == "resample_trajectory"  # ComfyUI's nodes add which node does that
 
 
 def test_summary_reports_rotation_and_translation_in_subject_distances():

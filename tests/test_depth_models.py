@@ -69,4 +69,5 @@ def test_missing_or_wrong_folders_say_where_to_put_what(tmp_path, setup, needle)
     setup(folder)
     with pytest.raises(ReCaptureInputError) as err:
         load_depth_model(folder)
-    assert needle in str(err.value) and "models/depth/" in str(err.value)
+    assert needle in str(err.value) and "config.json, model.safetensors, preprocessor_config.json" in str(err.value)
+    assert err.value.hint == "depth_models"  # ComfyUI's nodes add the folder (test_server_hostile)

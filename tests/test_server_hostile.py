@@ -45,6 +45,9 @@ def inputs(comfy_server):
     checkpoint = (models / "checkpoints" / "tiny_svd.safetensors").read_bytes()
     (models / "checkpoints" / "truncated_svd.safetensors").write_bytes(checkpoint[: len(checkpoint) // 2])
     (models / "checkpoints" / "not_safetensors_svd.safetensors").write_bytes(b"PK\x03\x04 this is a zip, not safetensors")
+    no_unet = models / "diffusers" / "no-unet-svd"  # listed (its index says SVD), but a component is missing
+    shutil.copytree(models / "diffusers" / "tiny-svd", no_unet, dirs_exist_ok=True)
+    shutil.rmtree(no_unet / "unet")
     depth = models / "depth" / "truncated-dpt"
     shutil.copytree(models / "depth" / "tiny-dpt", depth, dirs_exist_ok=True)
     weights = depth / "model.safetensors"
@@ -228,12 +231,49 @@ def test_damaged_checkpoints_are_named(comfy_server, inputs, ckpt):
     fails_naming(comfy_server, graph, "checkpoint", f"cannot read {ckpt}", "download it again")
 
 
+def test_a_trajectory_of_another_length_names_the_resample_node(comfy_server, inputs):
+    graph = {**clip("1", "hostile_frame.png", frames=5), **TRAJECTORY,
+             "2": {"class_type": "ReCaptureDepthFromImage",
+                   "inputs": {"depth_image": ["1", 0], "reading": "disparity, bright = near", "near": 0.5, "far": 20.0,
+                              "temporal_consistency": False}},
+             "3": warp(["1", 0], {"depth": ["2", 0]}), **preview("3")}
+    fails_naming(comfy_server, graph, "trajectory", "has 4 frames but frames has 5",
+                 "'Resample Camera Trajectory' does that.")
+
+
+def test_an_incomplete_svd_folder_says_what_is_missing_and_where_it_goes(comfy_server, inputs):
+    graph = {**clip("1", "hostile_frame.png"),
+             "2": {"class_type": "ReCaptureSVDLoader", "inputs": {"model": "no-unet-svd", "dtype": "fp32"}},
+             "3": {"class_type": "ReCaptureSDEditRefine",
+                   "inputs": {"backbone": ["2", 0], "frames": ["1", 0], "strength": 0.3, "spatial_strength": 1.0, "seed": 0,
+                              "steps": 2, "min_guidance": 1.0, "max_guidance": 3.0, "motion_bucket_id": 127, "fps": 7,
+                              "noise_aug_strength": 0.02, "decode_chunk_size": 4, "window": 0, "overlap": 1}},
+             **preview("3")}
+    fails_naming(comfy_server, graph, "model", "no-unet-svd lacks the component folders unet",
+                 "model_index.json with unet/", "Put it under ComfyUI's models/diffusers/ and refresh.")
+
+
+def test_a_wrong_kind_of_lora_names_the_node_that_makes_the_right_one(comfy_server, lora_files):
+    graph = {**clip("1", "hostile_frame.png"),
+             "2": {"class_type": "ReCaptureLoRALoad", "inputs": {"lora_name": "recapture/hostile/good_spatial_00001.safetensors"}},
+             "3": {"class_type": "ReCaptureSVDLoader", "inputs": {"model": "tiny-svd", "dtype": "fp32"}},
+             "4": {"class_type": "ReCaptureDualLoRASample",
+                   "inputs": {"backbone": ["3", 0], "anchor": ["1", 0], "temporal_lora": ["2", 0], "temporal_strength": 1.0,
+                              "spatial_strength": 1.0, "start_strength": 1.0, "seed": 0, "steps": 2, "min_guidance": 1.0,
+                              "max_guidance": 3.0, "motion_bucket_id": 127, "fps": 7, "noise_aug_strength": 0.02,
+                              "decode_chunk_size": 4, "window": 0, "overlap": 1}},
+             **preview("4")}
+    fails_naming(comfy_server, graph, "temporal_lora", "is a spatial LoRA where a temporal one belongs",
+                 "Connect MaskedTemporalLoRATrain's output")
+
+
 def test_a_damaged_depth_model_is_named(comfy_server, inputs):
     graph = {**clip("1", "hostile_frame.png"),
              "2": {"class_type": "ReCaptureDepthEstimate", "inputs": {"frames": ["1", 0], "depth_model": "truncated-dpt",
                                                                      "batch_size": 4, "temporal_consistency": False}},
              **preview("2", socket=1)}
-    fails_naming(comfy_server, graph, "depth_model", "cannot read truncated-dpt", "copy the model folder again")
+    fails_naming(comfy_server, graph, "depth_model", "cannot read truncated-dpt", "copy the model folder again",
+                 "Put it under ComfyUI's models/depth/")
 
 
 def test_an_unreadable_model_index_does_not_take_the_loaders_out_of_the_ui(comfy_server, inputs):

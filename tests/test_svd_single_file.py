@@ -139,4 +139,4 @@ def test_bad_checkpoints_are_rejected_with_the_reason(tiny, tmp_path):
         load_single_file_svd(tmp_path / "cut.safetensors", "fp32", configs=folder)
     with pytest.raises(ReCaptureInputError, match="does not exist") as err:
         load_single_file_svd(tmp_path / "nowhere.safetensors")
-    assert "models/checkpoints/" in str(err.value)
+    assert "svd.safetensors or svd_xt.safetensors" in str(err.value) and err.value.hint == "svd_checkpoints"

@@ -184,7 +184,7 @@ def test_missing_model_files_say_what_to_put_where(svd_folder, tmp_path):
     shutil.rmtree(broken / "unet")
     with pytest.raises(ReCaptureInputError, match="lacks the component folders unet") as err:
         load_diffusers_svd(broken, "fp32")
-    assert "models/diffusers/" in str(err.value)
+    assert "model_index.json with unet/, vae/" in str(err.value) and err.value.hint == "svd_diffusers"
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReCaptureInputError, match="no model_index.json"):
         load_diffusers_svd(tmp_path / "empty", "fp32")

@@ -311,7 +311,7 @@ def import_trajectory(path: Path, fmt: str = "auto", reference: str = REFERENCES
                       subject_distance: float = 1.0) -> CameraTrajectory:
     """Read a camera file (or a COLMAP folder / its images.txt) into a trajectory."""
     if not path.exists():
-        raise _fail(f"{path} does not exist", "Put the file into ComfyUI's input folder and refresh.")
+        raise ReCaptureInputError("file", f"{path} does not exist", "Check the file's name.", hint="camera_files")
     if not math.isfinite(translation_scale) or translation_scale <= 0:
         raise ReCaptureInputError("translation_scale", f"must be positive, got {translation_scale}",
                                   "Use 1.0 to keep the file's units.")

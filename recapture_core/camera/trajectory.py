@@ -108,7 +108,8 @@ class CameraTrajectory:
             raise ReCaptureInputError(
                 trajectory_name,
                 f"has {self.num_frames} frames but {video_name} has {num_frames}",
-                f"Set the trajectory's frame count to {num_frames}, or resample it with 'Resample Camera Trajectory'.")
+                f"Set the trajectory's frame count to {num_frames}, or resample it to {num_frames} frames.",
+                hint="resample_trajectory")
 
     def summary(self) -> str:
         """A few lines for the user: frames, rotation, translation (in subject distances), zoom."""

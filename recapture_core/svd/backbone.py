@@ -18,8 +18,9 @@ from ..model_files import read_json, reading
 OnDevice = Callable[[], ContextManager[torch.device]]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 COMPONENTS = ("unet", "vae", "image_encoder", "feature_extractor", "scheduler")
-HELP = ("Put Stable Video Diffusion as a diffusers folder (model_index.json with unet/, vae/, image_encoder/, "
-        "feature_extractor/, scheduler/) under ComfyUI's models/diffusers/, e.g. stable-video-diffusion-img2vid-xt.")
+HELP = ("Use Stable Video Diffusion as a diffusers folder (model_index.json with unet/, vae/, image_encoder/, "
+        "feature_extractor/, scheduler/), e.g. stable-video-diffusion-img2vid-xt.")
+HINT = "svd_diffusers"  # where the host keeps them
 
 
 @dataclass
@@ -94,17 +95,17 @@ def load_diffusers_svd(folder: Path, dtype: str = "fp16") -> SVDBackbone:
     if dtype not in DTYPES:
         raise ReCaptureInputError("dtype", f"unknown dtype {dtype!r}", f"Choose one of: {', '.join(DTYPES)}.")
     if not (folder / "model_index.json").is_file():
-        raise ReCaptureInputError("model", f"{folder} has no model_index.json", HELP)
+        raise ReCaptureInputError("model", f"{folder} has no model_index.json", HELP, HINT)
     missing = [c for c in COMPONENTS if not (folder / c).is_dir()]
     if missing:
-        raise ReCaptureInputError("model", f"{folder.name} lacks the component folders {', '.join(missing)}", HELP)
+        raise ReCaptureInputError("model", f"{folder.name} lacks the component folders {', '.join(missing)}", HELP, HINT)
     index = read_json(folder / "model_index.json", "model")
     if not isinstance(index, dict) or index.get("_class_name") != "StableVideoDiffusionPipeline":
         found = index.get("_class_name") if isinstance(index, dict) else type(index).__name__
-        raise ReCaptureInputError("model", f"{folder.name} is a {found!r}, not Stable Video Diffusion", HELP)
+        raise ReCaptureInputError("model", f"{folder.name} is a {found!r}, not Stable Video Diffusion", HELP, HINT)
     from diffusers import StableVideoDiffusionPipeline
 
-    with reading(folder, "model", "A file in the folder is damaged or truncated: copy it again. " + HELP):
+    with reading(folder, "model", "A file in the folder is damaged or truncated: copy it again. " + HELP, HINT):
         pipeline = StableVideoDiffusionPipeline.from_pretrained(folder, dtype=DTYPES[dtype], local_files_only=True)
     for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
         module.eval().requires_grad_(False)

@@ -20,8 +20,6 @@ TEMPORAL_TARGETS = r".*temporal_transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to
 #: Self-attention (attn1) projections of the spatial transformer blocks.
 SPATIAL_TARGETS = r".*\.transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)"
 KINDS = {"temporal": TEMPORAL_TARGETS, "spatial": SPATIAL_TARGETS}
-#: What makes each kind (named in messages).
-TRAINER_NODES = {"temporal": "MaskedTemporalLoRATrain", "spatial": "SpatialLoRATrain"}
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ class ReCaptureLoRA:
         """This LoRA may be used as a ``kind`` LoRA on ``backbone``: the right kind, and it fits (see check_backbone)."""
         if self.kind != kind:
             raise ReCaptureInputError(input_name, f"is a {self.kind} LoRA where a {kind} one belongs",
-                                      f"Connect the output of {TRAINER_NODES[kind]}.")
+                                      f"Use a {kind} LoRA.", hint=f"{kind}_lora")
         self.check_backbone(backbone, input_name)
 
     def check_backbone(self, backbone, input_name: str) -> None:

@@ -30,16 +30,16 @@ def load_lora(path: Path, input_name: str = "lora_name") -> ReCaptureLoRA:
 
     if not path.is_file():
         raise ReCaptureInputError(input_name, f"{path} does not exist", "Train and save a LoRA first, or pick another file.")
-    with reading(path, input_name, "Save the LoRA again with 'Save ReCapture LoRA', or pick another file."):
+    with reading(path, input_name, "Save the LoRA again, or pick another file."):
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
             if meta.get("format") != "recapture.lora":
                 raise ReCaptureInputError(input_name, f"{path.name} is not a ReCapture LoRA (no recapture.lora metadata)",
-                                          "Load LoRAs saved by 'Save ReCapture LoRA'; ComfyUI-format exports go to LoraLoaderModelOnly.")
+                                          "Load LoRAs saved by this pack, with their metadata.", hint="lora_files")
             missing = [key for key in _REQUIRED_METADATA if key not in meta]
             if missing:
                 raise ReCaptureInputError(input_name, f"{path.name} lacks the metadata {', '.join(missing)}",
-                                          "Save the LoRA again with 'Save ReCapture LoRA'.")
+                                          "Save the LoRA again.", hint="lora_files")
             state = {k[len(_PREFIX):]: handle.get_tensor(k) for k in handle.keys()}
         lora = ReCaptureLoRA(kind=meta["kind"], rank=int(meta["rank"]), alpha=float(meta["alpha"]), targets=meta["targets"],
                              state_dict=state, backbone_architecture=meta["backbone_architecture"],

@@ -30,8 +30,8 @@ VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "conditioner.embedders.0.open_clip.model.visual."
 CONFIGS = Path(__file__).resolve().parent / "configs"
 VARIANTS = {"svd": 14, "svd_xt": 25}
-HELP = ("Put the single-file checkpoint you use with ComfyUI's SVD nodes (svd.safetensors or svd_xt.safetensors) under "
-        "models/checkpoints/.")
+HELP = "Use the original single-file SVD checkpoint (svd.safetensors or svd_xt.safetensors)."
+HINT = "svd_checkpoints"  # where the host keeps them
 
 # --- whole checkpoints --------------------------------------------------------------------------------------
 def _unet_layout(unet) -> tuple[int, list[bool]]:
@@ -80,7 +80,7 @@ def load_single_file_svd(path: Path, dtype: str = "fp16", variant: str = "auto",
     if dtype not in DTYPES:
         raise ReCaptureInputError("dtype", f"unknown dtype {dtype!r}", f"Choose one of: {', '.join(DTYPES)}.")
     if not path.is_file():
-        raise ReCaptureInputError("checkpoint", f"{path} does not exist", HELP)
+        raise ReCaptureInputError("checkpoint", f"{path} does not exist", HELP, HINT)
     if configs is None:
         if variant == "auto":
             variant = "svd_xt" if "xt" in path.name.lower() else "svd"
@@ -88,7 +88,7 @@ def load_single_file_svd(path: Path, dtype: str = "fp16", variant: str = "auto",
             raise ReCaptureInputError("variant", f"unknown variant {variant!r}", "Choose auto, svd or svd_xt.")
         configs = CONFIGS / variant
     with reading(path, "checkpoint", "The checkpoint is damaged or truncated (compare its size with the original), "
-                 "or not a safetensors file: download it again."), safe_open(str(path), framework="pt") as handle:
+                 "or not a safetensors file: download it again.", HINT), safe_open(str(path), framework="pt") as handle:
         keys = list(handle.keys())
         if not any(k.startswith(UNET_PREFIX + "input_blocks.1.0.time_stack.") for k in keys):
             raise ReCaptureInputError("checkpoint", f"{path.name} is not a Stable Video Diffusion checkpoint (no temporal UNet layers)", HELP)
