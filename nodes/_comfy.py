@@ -10,6 +10,8 @@ import comfy.utils
 import folder_paths
 import torch
 
+from ..recapture_core.errors import ReCaptureInputError
+
 #: Our model folders under ComfyUI's models/ (paths a user already configured are kept).
 MODEL_FOLDERS = {"depth": ("depth",)}
 
@@ -30,13 +32,18 @@ def model_subfolders(name: str, marker: str = "config.json") -> list[str]:
     return found
 
 
-def model_subfolder_path(name: str, entry: str) -> Path:
+def model_subfolder_path(name: str, entry: str, input_name: str, placeholder: str = "", fix: str = "",
+                         hint: str | None = None) -> Path:
+    """The folder ``entry`` a user chose from a registered model folder's listing (``placeholder``: the
+    choice shown when the listing was empty); an error naming ``input_name`` when there is none."""
+    if entry == placeholder:
+        raise ReCaptureInputError(input_name, "no model folder was found", fix, hint)
     for root in folder_paths.get_folder_paths(name):
         candidate = Path(root) / entry
         if candidate.is_dir() and Path(root).resolve() in candidate.resolve().parents:
             return candidate
     roots = ", ".join(folder_paths.get_folder_paths(name))
-    raise FileNotFoundError(f"ReCapture: model folder '{entry}' not found under {roots}")
+    raise ReCaptureInputError(input_name, f"model folder '{entry}' not found under {roots}", fix, hint)
 
 
 def device():

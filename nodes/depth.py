@@ -70,12 +70,7 @@ class ReCaptureDepthEstimate(_DepthOutput):
     def estimate(self, frames, depth_model, batch_size, temporal_consistency):
         from ..recapture_core.depth_models import HELP, HINT, estimate_depth
 
-        if depth_model == NO_MODELS:
-            raise ReCaptureInputError("depth_model", "no depth model found", HELP, HINT)
-        try:
-            path = _comfy.model_subfolder_path("depth", depth_model)
-        except FileNotFoundError as err:
-            raise ReCaptureInputError("depth_model", str(err), HELP, HINT) from None
+        path = _comfy.model_subfolder_path("depth", depth_model, "depth_model", NO_MODELS, HELP, HINT)
         model = _load_cached(path)
         device = _comfy.device()
         model.model.to(device)

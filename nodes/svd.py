@@ -117,12 +117,7 @@ class ReCaptureSVDLoader(_BackboneLoader):
     def load(self, model, dtype):
         from ..recapture_core.svd.backbone import HELP, HINT, load_diffusers_svd
 
-        if model == NO_SVD:
-            raise ReCaptureInputError("model", "no Stable Video Diffusion folder found", HELP, HINT)
-        try:
-            folder = _comfy.model_subfolder_path("diffusers", model)
-        except FileNotFoundError as err:
-            raise ReCaptureInputError("model", str(err), HELP, HINT) from None
+        folder = _comfy.model_subfolder_path("diffusers", model, "model", NO_SVD, HELP, HINT)
         with _comfy.autograd_enabled():  # weights made under inference mode could never be trained
             return (load_diffusers_svd(folder, dtype),)
 
@@ -148,7 +143,7 @@ class ReCaptureSVDCheckpointLoader(_BackboneLoader):
         path = Path(folder_paths.get_full_path_or_raise("checkpoints", ckpt_name))
         configs = None
         if architecture.startswith("like "):
-            configs = _comfy.model_subfolder_path("diffusers", architecture[len("like "):])
+            configs = _comfy.model_subfolder_path("diffusers", architecture[len("like "):], "architecture")
             architecture = "auto"
         with _comfy.autograd_enabled():  # weights made under inference mode could never be trained
             return (load_single_file_svd(path, dtype, architecture, configs=configs),)

@@ -16,6 +16,8 @@ from safetensors.torch import save_file
 from comfy_host import PromptFailed, PromptRejected
 
 pytestmark = pytest.mark.server
+SAMPLE = {"seed": 0, "steps": 2, "min_guidance": 1.0, "max_guidance": 3.0, "motion_bucket_id": 127, "fps": 7,
+          "noise_aug_strength": 0.02, "decode_chunk_size": 4, "window": 0, "overlap": 1}
 TRAIN = {"steps": 3, "learning_rate": 1e-3, "rank": 4, "alpha": 4.0, "seed": 0, "gradient_checkpointing": True,
          "mixed_precision": "auto"}
 
@@ -213,9 +215,7 @@ def test_a_lora_that_does_not_fit_the_backbone_is_named_before_sampling(comfy_se
              "3": {"class_type": "ReCaptureSVDLoader", "inputs": {"model": "tiny-svd", "dtype": "fp32"}},
              "4": {"class_type": "ReCaptureSDEditRefine",
                    "inputs": {"backbone": ["3", 0], "frames": ["1", 0], "spatial_lora": ["2", 0], "strength": 0.3,
-                              "spatial_strength": 1.0, "seed": 0, "steps": 2, "min_guidance": 1.0, "max_guidance": 3.0,
-                              "motion_bucket_id": 127, "fps": 7, "noise_aug_strength": 0.02, "decode_chunk_size": 4,
-                              "window": 0, "overlap": 1}}, **preview("4")}
+                              "spatial_strength": 1.0, **SAMPLE}}, **preview("4")}
     fails_naming(comfy_server, graph, "spatial_lora", "of shape", "Use a LoRA trained on this backbone")
 
 
@@ -245,9 +245,8 @@ def test_an_incomplete_svd_folder_says_what_is_missing_and_where_it_goes(comfy_s
     graph = {**clip("1", "hostile_frame.png"),
              "2": {"class_type": "ReCaptureSVDLoader", "inputs": {"model": "no-unet-svd", "dtype": "fp32"}},
              "3": {"class_type": "ReCaptureSDEditRefine",
-                   "inputs": {"backbone": ["2", 0], "frames": ["1", 0], "strength": 0.3, "spatial_strength": 1.0, "seed": 0,
-                              "steps": 2, "min_guidance": 1.0, "max_guidance": 3.0, "motion_bucket_id": 127, "fps": 7,
-                              "noise_aug_strength": 0.02, "decode_chunk_size": 4, "window": 0, "overlap": 1}},
+                   "inputs": {"backbone": ["2", 0], "frames": ["1", 0], "strength": 0.3, "spatial_strength": 1.0,
+                              **SAMPLE}},
              **preview("3")}
     fails_naming(comfy_server, graph, "model", "no-unet-svd lacks the component folders unet",
                  "model_index.json with unet/", "Put it under ComfyUI's models/diffusers/ and refresh.")
@@ -259,9 +258,7 @@ def test_a_wrong_kind_of_lora_names_the_node_that_makes_the_right_one(comfy_serv
              "3": {"class_type": "ReCaptureSVDLoader", "inputs": {"model": "tiny-svd", "dtype": "fp32"}},
              "4": {"class_type": "ReCaptureDualLoRASample",
                    "inputs": {"backbone": ["3", 0], "anchor": ["1", 0], "temporal_lora": ["2", 0], "temporal_strength": 1.0,
-                              "spatial_strength": 1.0, "start_strength": 1.0, "seed": 0, "steps": 2, "min_guidance": 1.0,
-                              "max_guidance": 3.0, "motion_bucket_id": 127, "fps": 7, "noise_aug_strength": 0.02,
-                              "decode_chunk_size": 4, "window": 0, "overlap": 1}},
+                              "spatial_strength": 1.0, "start_strength": 1.0, **SAMPLE}},
              **preview("4")}
     fails_naming(comfy_server, graph, "temporal_lora", "is a spatial LoRA where a temporal one belongs",
                  "Connect MaskedTemporalLoRATrain's output")
@@ -349,9 +346,7 @@ def test_the_loaders_default_fp16_trains_finite_loras_and_samples_finite_frames(
                                                                 "export_comfyui": False}},
              "6": {"class_type": "ReCaptureSDEditRefine",
                    "inputs": {"backbone": ["3", 0], "frames": ["1", 0], "spatial_lora": ["4", 0], "strength": 0.5,
-                              "spatial_strength": 1.0, "seed": 0, "steps": 2, "min_guidance": 1.0, "max_guidance": 3.0,
-                              "motion_bucket_id": 127, "fps": 7, "noise_aug_strength": 0.02, "decode_chunk_size": 4,
-                              "window": 0, "overlap": 1}},
+                              "spatial_strength": 1.0, **SAMPLE}},
              "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "hostile/fp16"}}}
     entry = comfy_server.run(graph)
     with safe_open(entry["outputs"]["5"]["text"][0], framework="pt") as handle:
