@@ -88,9 +88,47 @@ FLAT_SPREAD = 0.5 / 255.0
 log = logging.getLogger(__name__)
 
 
+#: Depth maps saved as 8-bit (or 16-bit) images hold codes on this grid of their 0..1 range.
+QUANTISATION_LEVELS = (255, 65535)
+#: Spread of the smoothing that turns a staircase of codes back into a surface (pixels of the map).
+DEQUANTISE_SIGMA = 2.0
+
+
+def quantisation_step(grey: torch.Tensor, tolerance: float = 1e-3) -> float | None:
+    """The code step of a depth map ``[F, h, w]`` in 0..1 read from an 8- or 16-bit image, or None if it is not on one."""
+    for levels in QUANTISATION_LEVELS:
+        codes = grey.double() * levels
+        if float((codes - codes.round()).abs().max()) <= tolerance:
+            return 1.0 / levels
+    return None
+
+
+def dequantise(grey: torch.Tensor, step: float, sigma: float = DEQUANTISE_SIGMA) -> torch.Tensor:
+    """Smooth surfaces back out of quantised codes ``[F, h, w]``: a Gaussian blur, clamped to each pixel's code cell.
+
+    A map stored in 8 bits is a staircase: flat runs of one code, then a step of one code. Geometry
+    reads every step as a small depth edge, and surfaces seen from a new camera crack along them.
+    The true value of each pixel lies within half a step of its code, so the blur is clamped to
+    that cell: along a smooth surface the steps become the ramp they stand for, while a real edge
+    (many codes) stays an edge, since no pixel moves by more than half a code.
+    """
+    radius = max(1, math.ceil(3 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=grey.device)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    x = torch.nn.functional.pad(grey[:, None], (radius, radius, 0, 0), mode="replicate")
+    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 1, -1))  # separable: rows, then columns
+    x = torch.nn.functional.pad(x, (0, 0, radius, radius), mode="replicate")
+    blurred = torch.nn.functional.conv2d(x, kernel.view(1, 1, -1, 1))[:, 0]
+    return torch.minimum(torch.maximum(blurred, grey - step / 2), grey + step / 2).clamp(0.0, 1.0)
+
+
 def depth_from_image(image: torch.Tensor, reading: str, near: float = 0.5, far: float = 20.0,
                      size: tuple[int, int] | None = None, input_name: str = "depth_image") -> DepthMaps:
     """Turn a depth-map IMAGE ``[F, h, w, 3]`` (0..1, grey) from any depth pack into DepthMaps.
+
+    A map on an 8- or 16-bit grid (what depth packs save and Load Image reads) is dequantised first
+    (:func:`dequantise`), so its steps of one code are not taken for edges.
 
     Args:
         reading: one of ``IMAGE_READINGS``; metric readings map 0..1 linearly onto ``near..far``
@@ -116,6 +154,9 @@ def depth_from_image(image: torch.Tensor, reading: str, near: float = 0.5, far: 
         raise ReCaptureInputError(input_name, f"frame(s) {shown} of {grey.shape[0]} are one flat grey value "
                                   f"({float(grey[flat[0]].mean()):.3f}): a depth map with no depth (all black or all white?)",
                                   "Check the depth node upstream (its output may be blank), or that the right image is connected.")
+    step = quantisation_step(grey)
+    if step is not None:
+        grey = dequantise(grey, step)
     if size is not None and tuple(grey.shape[1:]) != tuple(size):
         log.info("depth map is %dx%d, video is %dx%d: resizing the depth map bilinearly",
                  grey.shape[2], grey.shape[1], size[1], size[0])

@@ -47,6 +47,12 @@ from .validation import check_frames
 MIN_DEPTH = 1e-6
 SNAP_PX = 1e-3
 COVER_EPS = 1e-4
+#: Footprints of pixels inside a smooth surface (every 4-neighbour within SAME_SURFACE relative depth)
+#: reach this much further, in source pixels: first-order footprints of neighbours meet only up to
+#: rounding and curvature, and depth quantised to 8 bits leaves slivers between them that a pixel
+#: centre can fall into (1-px cracks). Pixels next to a depth edge keep their exact footprint, so
+#: silhouettes do not grow and nothing shows through.
+SMOOTH_REACH = 0.05
 SAME_SURFACE = 0.05  # relative depth step between neighbours still taken as one surface when sampling colour
 HOLE_FILLS = {"black": 0.0, "grey": 0.5}
 
@@ -108,6 +114,20 @@ def _one_sided_difference(values: torch.Tensor, depth: torch.Tensor, axis: int) 
     while use_forward.ndim < values.ndim:
         use_forward = use_forward[..., None]
     return torch.where(use_forward, forward, backward)
+
+
+def _inside_smooth_surface(depth: torch.Tensor) -> torch.Tensor:
+    """``[H, W]`` bool: every 4-neighbour's depth is within SAME_SURFACE (relative) of the pixel's."""
+    smooth = torch.ones_like(depth, dtype=torch.bool)
+    for axis in (0, 1):
+        n = depth.shape[axis]
+        if n < 2:
+            continue
+        a, b = depth.narrow(axis, 0, n - 1), depth.narrow(axis, 1, n - 1)
+        step = (b - a).abs() > SAME_SURFACE * torch.minimum(a, b)
+        smooth.narrow(axis, 0, n - 1).logical_and_(~step)
+        smooth.narrow(axis, 1, n - 1).logical_and_(~step)
+    return smooth
 
 
 def _bilinear_same_surface(image: torch.Tensor, depth: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
@@ -177,8 +197,9 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, keep: torch.Tensor, K
               & torch.isfinite(v) & (det.abs() > 1e-12))
     safe_det = torch.where(usable, det, torch.ones_like(det))
     a00, a01, a10, a11 = j11 / safe_det, -j01 / safe_det, -j10 / safe_det, j00 / safe_det  # J^-1
-    half_u = (0.5 * (j00.abs() + j01.abs())).clamp(max=max_footprint / 2.0)
-    half_v = (0.5 * (j10.abs() + j11.abs())).clamp(max=max_footprint / 2.0)
+    reach = 0.5 + torch.where(_inside_smooth_surface(depth).reshape(-1), SMOOTH_REACH, COVER_EPS).to(dtype)  # [N], source px
+    half_u = (reach * (j00.abs() + j01.abs())).clamp(max=max_footprint / 2.0)
+    half_v = (reach * (j10.abs() + j11.abs())).clamp(max=max_footprint / 2.0)
     lo_u = torch.where(usable, torch.ceil(u - half_u - COVER_EPS), torch.zeros_like(u))  # first candidate centre
     lo_v = torch.where(usable, torch.ceil(v - half_v - COVER_EPS), torch.zeros_like(v))
     span_u = torch.where(usable, torch.floor(u + half_u + COVER_EPS) - lo_u + 1, torch.zeros_like(u))
@@ -208,7 +229,7 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, keep: torch.Tensor, K
             pick = (lambda t: t) if which is None else (lambda t: t[which])
             sx, sy = offset_to_source(du, dv, which)
             cu, cv = pick(lo_u) + du, pick(lo_v) + dv
-            covered = (pick(usable) & (sx.abs() <= 0.5 + COVER_EPS) & (sy.abs() <= 0.5 + COVER_EPS)
+            covered = (pick(usable) & (sx.abs() <= pick(reach)) & (sy.abs() <= pick(reach))
                        & (cu >= 0) & (cu <= width - 1) & (cv >= 0) & (cv <= height - 1))
             pixel = torch.where(covered, cv.long() * width + cu.long(), n)
             key = torch.where(covered, pick(z_bits) | ((dv * span + du) * n + pick(point_ids)), empty)
