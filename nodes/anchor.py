@@ -33,7 +33,7 @@ class ReCapturePointCloudWarp:
                 "match_subject_distance": ("BOOLEAN", {"default": True,
                                            "tooltip": "Scale the trajectory's moves so that its subject distance equals the depth's "
                                                       "(median of the central region). Turn off for camera files in the depth's own units."}),
-                "edge_threshold": ("FLOAT", {"default": EDGE_THRESHOLD, "min": 0.0, "max": 1.0, "step": 0.005,
+                "edge_threshold": ("FLOAT", {"default": EDGE_THRESHOLD, "min": 0.0, "max": 1.0, "step": 0.001,
                                              "tooltip": "Drop 'flying' pixels inside depth jumps steeper than this relative step per "
                                                         "pixel; they would smear into streaks. 0 = off."}),
                 "hole_dilation": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Grow holes by this many pixels."}),
@@ -46,8 +46,8 @@ class ReCapturePointCloudWarp:
                 "depth_image": ("IMAGE", {"tooltip": "Or: a depth-map IMAGE from another pack, read with 'reading'."}),
                 "reading": (list(IMAGE_READINGS), {"default": "disparity, bright = near",
                             "tooltip": "How to read depth_image (ignored for DEPTH)."}),
-                "near": ("FLOAT", {"default": 0.5, "min": 1e-4, "max": 1e5, "step": 0.01, "tooltip": "Metric readings: nearest distance."}),
-                "far": ("FLOAT", {"default": 20.0, "min": 1e-4, "max": 1e5, "step": 0.01, "tooltip": "Metric readings: farthest distance."}),
+                "near": ("FLOAT", {"default": 0.5, "min": 1e-3, "max": 1e5, "step": 0.001, "tooltip": "Metric readings: nearest distance."}),
+                "far": ("FLOAT", {"default": 20.0, "min": 1e-3, "max": 1e5, "step": 0.001, "tooltip": "Metric readings: farthest distance."}),
             },
         }
 

@@ -54,10 +54,10 @@ def _shared_inputs() -> dict:
     return {
         "num_frames": ("INT", {"default": 25, "min": 1, "max": 4096,
                                "tooltip": "Frames in the trajectory; must equal the video's frame count downstream (or connect frames)."}),
-        "hfov_deg": ("FLOAT", {"default": DEFAULT_HFOV_DEG, "min": 1.0, "max": 179.0, "step": 0.5,
+        "hfov_deg": ("FLOAT", {"default": DEFAULT_HFOV_DEG, "min": 1.0, "max": 179.0, "step": 0.01,
                                "tooltip": "Horizontal field of view of the source video in degrees (60 suits most phone footage). "
                                           "Used unless the depth supplies intrinsics."}),
-        "subject_distance": ("FLOAT", {"default": 1.0, "min": 1e-4, "max": 1e6, "step": 0.01,
+        "subject_distance": ("FLOAT", {"default": 1.0, "min": 1e-3, "max": 1e6, "step": 0.001,
                                        "tooltip": "Distance from the camera to the subject (the orbit pivot) in the depth's units. "
                                                   "Moves are given as fractions of it. Ignored when depth is connected."}),
     }
@@ -94,7 +94,7 @@ class ReCaptureCameraTrajectory(_TrajectoryAndSummaryOutput):
         return {
             "required": {
                 "preset": (PRESETS, {"default": "orbit left", "tooltip": "The camera move. Orbits keep the subject at the image centre."}),
-                "amount": ("FLOAT", {"default": 20.0, "min": 0.0, "max": 360.0, "step": 0.01,
+                "amount": ("FLOAT", {"default": 20.0, "min": 0.0, "max": 360.0, "step": 0.001,
                                      "tooltip": f"How far the move goes by the last frame. Units: {units}."}),
                 "easing": (["linear", "ease-in", "ease-out", "ease-in-out"], {"default": "ease-in-out",
                            "tooltip": "Speed profile: ease-in starts slowly, ease-out ends slowly."}),
@@ -220,10 +220,10 @@ class ReCaptureCameraImport(_TrajectoryAndSummaryOutput):
             "reference": (list(REFERENCES), {"default": REFERENCES[0],
                           "tooltip": "first pose is the source camera: the file starts where the video was filmed. "
                                      "file world is the source camera: poses are already relative to it (what Export writes)."}),
-            "translation_scale": ("FLOAT", {"default": 1.0, "min": 1e-6, "max": 1e6, "step": 0.001,
+            "translation_scale": ("FLOAT", {"default": 1.0, "min": 1e-6, "max": 1e6, "step": 1e-6,
                                             "tooltip": "Multiplies the file's translations to bring them into the depth's units "
                                                        "(monocular depth has an arbitrary scale)."}),
-            "subject_distance": ("FLOAT", {"default": 1.0, "min": 1e-4, "max": 1e6, "step": 0.01,
+            "subject_distance": ("FLOAT", {"default": 1.0, "min": 1e-3, "max": 1e6, "step": 0.001,
                                            "tooltip": "Distance to the subject in the depth's units, for the summary and preview "
                                                       "(a ReCapture JSON file brings its own)."}),
         }}

@@ -51,7 +51,7 @@ class ReCaptureMaskOverlay:
                 "frames": ("IMAGE", {"tooltip": "The video, [frames, height, width, 3]."}),
                 "mask": ("MASK", {"tooltip": "One mask per frame, or a single mask for all frames; must have the frames' size."}),
                 "color": (list(_COLORS), {"default": "magenta", "tooltip": "Tint for masked pixels."}),
-                "opacity": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 1.0, "step": 0.05,
+                "opacity": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 1.0, "step": 0.01,
                                       "tooltip": "0 = invisible, 1 = masked pixels painted solid."}),
             }
         }

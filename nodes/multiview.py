@@ -121,11 +121,11 @@ class ReCaptureMultiviewAnchor:
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True,
                                  "tooltip": "Noise seed, the same for every frame so neighbouring views stay alike."}),
                 "steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "Sampling steps per generated frame."}),
-                "cfg": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 30.0, "step": 0.1, "round": 0.01,
+                "cfg": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 30.0, "step": 0.01,
                                   "tooltip": "Classifier-free guidance towards the source frame."}),
                 "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {"default": "euler", "tooltip": "ComfyUI sampler."}),
                 "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {"default": "sgm_uniform", "tooltip": "ComfyUI noise schedule."}),
-                "source_elevation": ("FLOAT", {"default": 0.0, "min": -90.0, "max": 90.0, "step": 0.5, "tooltip":
+                "source_elevation": ("FLOAT", {"default": 0.0, "min": -90.0, "max": 90.0, "step": 0.01, "tooltip":
                                      "SV3D only: how far above the subject the source camera looks down, in degrees."}),
                 "orbit_frames": ("INT", {"default": 21, "min": 2, "max": 64, "tooltip":
                                  "SV3D only: views in the sweep from the source view to each target view (trained on 21)."}),

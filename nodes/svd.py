@@ -49,10 +49,10 @@ def _lora_files() -> list[str]:
 def _training_inputs():
     return {
         "steps": ("INT", {"default": 400, "min": 1, "max": 100000, "tooltip": "Optimiser steps (the paper: 400)."}),
-        "learning_rate": ("FLOAT", {"default": 5e-4, "min": 1e-7, "max": 1.0, "step": 1e-5, "round": False,
+        "learning_rate": ("FLOAT", {"default": 5e-4, "min": 1e-7, "max": 1.0, "step": 1e-7,
                                     "tooltip": "AdamW learning rate (the paper: 5e-4)."}),
         "rank": ("INT", {"default": 16, "min": 1, "max": 256, "tooltip": "LoRA rank (the paper: 16)."}),
-        "alpha": ("FLOAT", {"default": 16.0, "min": 0.01, "max": 1024.0, "step": 0.5,
+        "alpha": ("FLOAT", {"default": 16.0, "min": 0.01, "max": 1024.0, "step": 0.01,
                             "tooltip": "LoRA alpha; the update is scaled by alpha / rank."}),
         "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Seeds the LoRA initialisation, noise and frame choice."}),
         "gradient_checkpointing": ("BOOLEAN", {"default": True, "tooltip": "Trade compute for memory (needed for full-size SVD on 24 GB)."}),
