@@ -204,3 +204,43 @@ def test_export_never_overwrites(tmp_path, fmt):
     assert first != second
     assert sorted(p.read_bytes() for p in ([first] if first.is_file() else first.iterdir())) == before
     assert not list(tmp_path.glob("**/*.partial"))
+
+
+# --- one pixel-centre convention (conventions.py): files measure the principal point from the image corner ---
+def optical_axis_pixel(traj, width, height):
+    """Where a point on the source camera's optical axis lands in the source image (pixel centres at integers)."""
+    K = traj.source_K(width, height)
+    return float(K[0, 2]), float(K[1, 2])
+
+
+def test_colmap_principal_point_is_measured_from_the_image_corner(tmp_path):
+    # COLMAP: "the center of the upper left pixel is (0.5, 0.5)"; cx = W / 2 is a centred camera.
+    cameras = "1 PINHOLE 640 480 500 500 320 240\n2 PINHOLE 640 480 500 500 320.5 240.5\n"
+    images = "1 1 0 0 0 0 0 0 1 a.png\n\n2 1 0 0 0 0 0 0 2 b.png\n\n"
+    traj = import_trajectory(write_colmap(tmp_path / "c", cameras=cameras, images=images) / "images.txt")
+    assert optical_axis_pixel(traj, 640, 480) == (319.5, 239.5)  # the centre of a 640 x 480 image
+    # A principal point half a pixel off is the centre of pixel (320, 240) itself.
+    assert [float(v) for v in traj.target_K(640, 480)[1, :2, 2]] == pytest.approx([320.0, 240.0], abs=1e-9)
+    # Export writes it back in COLMAP's convention.
+    cameras_txt = (export_trajectory(traj, tmp_path, "out", "colmap text", (640, 480)) / "cameras.txt").read_text()
+    assert "640 480 500.0 500.0 320.0 240.0" in cameras_txt and "320.5 240.5" in cameras_txt
+
+
+def test_nerf_principal_point_is_measured_from_the_image_corner(tmp_path):
+    # transforms.json without cx / cy: a centred camera, cx = w / 2 (NeRF loaders cast rays through i + 0.5).
+    path = tmp_path / "transforms.json"
+    path.write_text(json.dumps({"camera_angle_x": 2 * math.atan(0.5), "w": 64, "h": 48,
+                                "frames": [{"transform_matrix": torch.eye(4).tolist()},
+                                           {"transform_matrix": torch.eye(4).tolist(), "cx": 40.0, "cy": 20.0}]}))
+    traj = import_trajectory(path)
+    assert optical_axis_pixel(traj, 64, 48) == (31.5, 23.5)
+    assert [float(v) for v in traj.target_K(64, 48)[1, :2, 2]] == pytest.approx([39.5, 19.5], abs=1e-9)
+    written = json.loads(export_trajectory(traj, tmp_path, "out", "nerf transforms.json", (64, 48)).read_text())
+    assert (written["cx"], written["cy"]) == (32.0, 24.0) and (written["frames"][1]["cx"], written["frames"][1]["cy"]) == (40.0, 20.0)
+
+
+def test_recapture_json_principal_point_is_normalised_from_the_image_corner(tmp_path):
+    traj = preset_trajectory("static", 0.0, 1)
+    data = json.loads(export_trajectory(traj, tmp_path, "c", "recapture json", (64, 48)).read_text())
+    assert data["source_intrinsics"]["cx_over_width"] == 0.5 and data["source_intrinsics"]["cy_over_height"] == 0.5
+    assert optical_axis_pixel(import_trajectory(tmp_path / "c_00001.json"), 64, 48) == (31.5, 23.5)

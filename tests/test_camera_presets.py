@@ -12,6 +12,8 @@ from recapture_core.camera.presets import PRESETS, preset_trajectory
 from recapture_core.errors import ReCaptureInputError
 
 W, H = 1024, 576
+#: The centre of the image in pixel coordinates with pixel centres at integers (conventions.py).
+IMAGE_CENTRE = torch.tensor([(W - 1) / 2, (H - 1) / 2], dtype=torch.float64)
 
 
 def pivot_pixels(trajectory, d):
@@ -32,7 +34,7 @@ def test_orbit_left_matches_the_closed_form_and_keeps_the_pivot_centred(theta, d
         torch.testing.assert_close(pose[:3, 3], expected_centre, rtol=0, atol=1e-12)
         torch.testing.assert_close(pose[:3, 2], expected_axis, rtol=0, atol=1e-12)
         torch.testing.assert_close(pose[:3, 1], torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), rtol=0, atol=1e-12)
-    centre = torch.tensor([W / 2, H / 2], dtype=torch.float64).expand(9, 2)
+    centre = IMAGE_CENTRE.expand(9, 2)
     torch.testing.assert_close(pivot_pixels(traj, d), centre, rtol=0, atol=1e-9)
 
 
@@ -43,7 +45,7 @@ def test_other_orbits_move_the_camera_the_named_way(preset, sign_x, sign_y):
     centre = traj.target_to_source[-1, :3, 3]
     torch.testing.assert_close(centre, torch.tensor([sign_x * d * math.sin(theta), sign_y * d * math.sin(theta),
                                                      d - d * math.cos(theta)], dtype=torch.float64), rtol=0, atol=1e-12)
-    torch.testing.assert_close(pivot_pixels(traj, d), torch.tensor([W / 2, H / 2], dtype=torch.float64).expand(5, 2),
+    torch.testing.assert_close(pivot_pixels(traj, d), IMAGE_CENTRE.expand(5, 2),
                                rtol=0, atol=1e-9)
 
 
@@ -53,7 +55,7 @@ def test_arcs_translate_sideways_and_keep_the_pivot_centred(preset):
     traj = preset_trajectory(preset, 0.4, 7, subject_distance=d)
     final = traj.target_to_source[-1, :3, 3]
     assert math.isclose(float(final.norm()), 0.4 * d, abs_tol=1e-12) and abs(float(final[2])) < 1e-12
-    torch.testing.assert_close(pivot_pixels(traj, d), torch.tensor([W / 2, H / 2], dtype=torch.float64).expand(7, 2),
+    torch.testing.assert_close(pivot_pixels(traj, d), IMAGE_CENTRE.expand(7, 2),
                                rtol=0, atol=1e-9)
 
 
@@ -117,7 +119,8 @@ def test_intrinsics_follow_the_field_of_view():
     traj = preset_trajectory("static", 0.0, 1, hfov_deg=90.0)
     K = traj.source_K(W, H)
     assert math.isclose(float(K[0, 0]), W / 2, rel_tol=1e-12) and float(K[0, 0]) == float(K[1, 1])
-    assert (float(K[0, 2]), float(K[1, 2])) == (W / 2, H / 2)
+    # Pixel centres at integers: the principal point of a centred camera is the image centre, (W - 1) / 2.
+    assert (float(K[0, 2]), float(K[1, 2])) == ((W - 1) / 2, (H - 1) / 2)
 
 
 @pytest.mark.parametrize("kwargs, name, needle", [
