@@ -109,7 +109,9 @@ class ReCaptureDepthFromImage(_DepthOutput):
         size = tuple(frames.shape[1:3]) if frames is not None else None
         if frames is not None and frames.shape[0] != depth_image.shape[0]:
             raise ReCaptureInputError("depth_image", f"has {depth_image.shape[0]} frames but frames has {frames.shape[0]}",
-                                      "Give one depth map per video frame.")
+                                      "Give one depth map per video frame: the depth made from this video. After swapping "
+                                      "the video in a sample workflow, replace its depth file by DepthEstimate on the new "
+                                      "frames (or your depth pack's output).")
         depth = _maybe_align(depth_from_image(depth_image, reading, near, far, size), temporal_consistency)
         return (depth, colorize_depth(depth))
 

@@ -26,7 +26,9 @@ VIDEO_NOTE = (
     "Your video: pick it in Load Video (or use VideoHelperSuite's Load Video: its IMAGE output plugs into the same "
     "sockets; VHS Video Combine can replace Create Video + Save Video). Frame sides must be multiples of 64 for SVD "
     "(1024x576 is what SVD-XT was trained on). The sample clip is 320x192 with exact depth in "
-    f"{SAMPLE_DEPTH} (metric, 1.5..6.0, bright = far).")
+    f"{SAMPLE_DEPTH} (metric, 1.5..6.0, bright = far). With your own video that depth file no longer fits (Depth "
+    "From Image stops: 'has 14 frames but frames has ...'): replace 'Load Image (depth)' + Depth From Image by "
+    "DepthEstimate on the video's frames, or by your depth pack's output.")
 CAMERA_NOTE = (
     "Camera: the target camera relative to each frame's source camera (OpenCV axes: x right, y down, z forward). "
     "Moves are in subject distances; with depth connected the subject distance is the depth's central median. "

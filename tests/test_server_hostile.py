@@ -380,3 +380,13 @@ def test_an_interrupt_during_depth_alignment_of_a_long_clip_takes_effect_at_once
     messages = [kind for kind, _ in history[prompt_id]["status"]["messages"]]
     assert "execution_interrupted" in messages, messages
     assert stopped_after < 3.0, stopped_after  # was 25 s for 2000 frames
+
+
+def test_a_depth_file_left_from_the_sample_names_the_swap(comfy_server, inputs):
+    """Workflow 6 with the user's own clip: the sample's depth file stays connected and has other frame counts."""
+    graph = {**clip("1", "hostile_frame.png", frames=6), **clip("2", "hostile_frame.png", frames=4),
+             "3": {"class_type": "ReCaptureDepthFromImage",
+                   "inputs": {"depth_image": ["2", 0], "reading": "disparity, bright = near", "near": 0.5, "far": 20.0,
+                              "temporal_consistency": False, "frames": ["1", 0]}}, **preview("3", socket=1)}
+    fails_naming(comfy_server, graph, "depth_image", "has 4 frames but frames has 6",
+                 "replace its depth file by DepthEstimate on the new frames")
