@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from einops import rearrange
 from kornia.geometry.camera import project_points
 from kornia.geometry.depth import depth_to_3d_v2
 from kornia.geometry.linalg import transform_points
@@ -304,27 +303,27 @@ def warp_video(frames: torch.Tensor, depth: torch.Tensor, trajectory: CameraTraj
     K_source = trajectory.source_K(width, height).to(torch.float32)
     K_target = trajectory.target_K(width, height).to(torch.float32)
     world_to_target = invert_pose(trajectory.target_to_source).to(torch.float32)
-    anchors, valids, depths = [], [], []
+    # Streamed: each frame is finished (holes grown, filled) into outputs allocated once, so memory is
+    # the outputs plus one frame's working set, whatever the clip's length.
+    anchor = torch.empty(num_frames, height, width, frames.shape[-1], dtype=torch.float32, device="cpu")
+    hole_mask = torch.empty(num_frames, height, width, dtype=torch.float32, device="cpu")
+    target_depth = torch.empty(num_frames, height, width, dtype=torch.float32, device="cpu")
+    fill = HOLE_FILLS[hole_fill]
     for i in range(num_frames):
         if check_interrupt is not None:
             check_interrupt()
         d = depth[i].to(device=device, dtype=torch.float32)
         keep = ~flying_pixels(d[None], edge_threshold)[0]
-        image, valid, target_depth = splat_frame(
+        image, valid, z = splat_frame(
             frames[i].to(device=device, dtype=torch.float32), d, keep, K_source.to(device),
             world_to_target[i].to(device), K_target[i].to(device), max_footprint)
-        anchors.append(image.cpu())
-        valids.append(valid.cpu())
-        depths.append(target_depth.cpu())
+        holes = hole_mask_from_valid(valid[None].to(torch.float32), hole_dilation)[0]
+        hole_mask[i] = holes.cpu()
+        anchor[i] = image.masked_fill(holes[..., None] > 0, fill).cpu()
+        target_depth[i] = (z * (1.0 - holes)).cpu()
         if progress is not None:
             progress(i + 1, num_frames)
-    valid_mask = torch.stack(valids).to(torch.float32)
-    hole_mask = hole_mask_from_valid(valid_mask, hole_dilation)
-    valid_mask = 1.0 - hole_mask
-    fill = torch.full((), HOLE_FILLS[hole_fill], dtype=torch.float32, device=hole_mask.device)
-    anchor = torch.where(rearrange(hole_mask, "f h w -> f h w 1") > 0, fill, torch.stack(anchors))
-    target_depth = torch.stack(depths) * valid_mask
-    return WarpResult(anchor, valid_mask, hole_mask, target_depth, hole_mask.mean(dim=(1, 2)))
+    return WarpResult(anchor, 1.0 - hole_mask, hole_mask, target_depth, hole_mask.mean(dim=(1, 2)))
 
 
 def feasibility_report(result: WarpResult, warn_above: float = 0.35) -> str:
