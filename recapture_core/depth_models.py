@@ -95,7 +95,7 @@ def estimate_depth(depth_model: DepthModel, frames: torch.Tensor, *, batch_size:
                                   "Connect the video itself, not a thumbnail or a mask.")
     model, processor = depth_model.model, depth_model.processor
     model_dtype = next(model.parameters()).dtype
-    outputs = []
+    values = torch.empty(num_frames, height, width, dtype=torch.float32, device="cpu")  # filled batch by batch
     for start in range(0, num_frames, batch_size):
         if check_interrupt is not None:
             check_interrupt()
@@ -108,16 +108,16 @@ def estimate_depth(depth_model: DepthModel, frames: torch.Tensor, *, batch_size:
         sizes = [(height, width)] * batch.shape[0]
         kwargs = {"source_sizes": sizes} if depth_model.family == "zoedepth" else {}
         post = processor.post_process_depth_estimation(prediction, target_sizes=sizes, **kwargs)
-        outputs.extend(item["predicted_depth"].float() for item in post)
+        for offset, item in enumerate(post):
+            values[start + offset] = item["predicted_depth"].float()
         if progress is not None:
             progress(min(start + batch_size, num_frames), num_frames)
-    values = torch.stack(outputs)
     if not torch.isfinite(values).all():
         raise ReCaptureInputError("depth_model", f"{depth_model.path.name} gave NaN or infinite depth",
                                   "The model's weights may be damaged: copy the model folder again, or use another model.")
     if depth_model.kind == "disparity":
         floor = values.amax(dim=(1, 2), keepdim=True).clamp_min(1e-6) * 1e-3
-        values = torch.maximum(values, floor)
+        torch.maximum(values, floor, out=values)  # in place: no second copy of the clip's depth
     else:
-        values = values.clamp_min(1e-3)
+        values.clamp_min_(1e-3)
     return DepthMaps(values, depth_model.kind)
