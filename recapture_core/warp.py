@@ -48,10 +48,10 @@ SNAP_PX = 1e-3
 COVER_EPS = 1e-4
 #: Footprints of pixels inside a smooth surface (every 4-neighbour within SAME_SURFACE relative depth)
 #: reach this much further, in source pixels: first-order footprints of neighbours meet only up to
-#: rounding and curvature, and depth quantised to 8 bits leaves slivers between them that a pixel
-#: centre can fall into (1-px cracks). Pixels next to a depth edge keep their exact footprint, so
+#: rounding and curvature (a bumpy ground seen from a 20-degree orbit), and depth quantised to 8 bits
+#: leaves slivers between them that a pixel centre can fall into (1-px cracks). Pixels next to a depth edge keep their exact footprint, so
 #: silhouettes do not grow and nothing shows through.
-SMOOTH_REACH = 0.05
+SMOOTH_REACH = 0.1
 SAME_SURFACE = 0.05  # relative depth step between neighbours still taken as one surface when sampling colour
 HOLE_FILLS = {"black": 0.0, "grey": 0.5}
 
