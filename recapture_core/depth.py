@@ -92,9 +92,12 @@ log = logging.getLogger(__name__)
 QUANTISATION_LEVELS = (255, 65535)
 #: Spread of the smoothing that turns a staircase of codes back into a surface (pixels of the map).
 DEQUANTISE_SIGMA = 2.0
+#: A jump between neighbouring pixels larger than this share of the map's 0..1 range is an edge the
+#: dequantising blur does not cross (smooth surfaces in a depth map step far less per pixel).
+DEQUANTISE_EDGE = 0.02
 
 
-def quantisation_step(grey: torch.Tensor, tolerance: float = 1e-3) -> float | None:
+def quantisation_step(grey: torch.Tensor, tolerance: float = 0.02) -> float | None:
     """The code step of a depth map ``[F, h, w]`` in 0..1 read from an 8- or 16-bit image, or None if it is not on one."""
     for levels in QUANTISATION_LEVELS:
         codes = grey.double() * levels
@@ -104,23 +107,38 @@ def quantisation_step(grey: torch.Tensor, tolerance: float = 1e-3) -> float | No
 
 
 def dequantise(grey: torch.Tensor, step: float, sigma: float = DEQUANTISE_SIGMA) -> torch.Tensor:
-    """Smooth surfaces back out of quantised codes ``[F, h, w]``: a Gaussian blur, clamped to each pixel's code cell.
+    """Smooth surfaces back out of quantised codes ``[F, h, w]``: a blur that stops at edges, clamped to each code's cell.
 
     A map stored in 8 bits is a staircase: flat runs of one code, then a step of one code. Geometry
     reads every step as a small depth edge, and surfaces seen from a new camera crack along them.
-    The true value of each pixel lies within half a step of its code, so the blur is clamped to
-    that cell: along a smooth surface the steps become the ramp they stand for, while a real edge
-    (many codes) stays an edge, since no pixel moves by more than half a code.
+    A Gaussian blur (rows, then columns) turns the steps back into the ramps they stand for. It
+    does not reach across an edge (a jump between neighbours above ``DEQUANTISE_EDGE`` of the map's
+    range, or three codes), so the surfaces beside a silhouette keep their shape; and as the true
+    value lies within half a code of the stored one, the result is clamped to that cell.
     """
     radius = max(1, math.ceil(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=grey.device)
-    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    x = torch.nn.functional.pad(grey[:, None], (radius, radius, 0, 0), mode="replicate")
-    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 1, -1))  # separable: rows, then columns
-    x = torch.nn.functional.pad(x, (0, 0, radius, radius), mode="replicate")
-    blurred = torch.nn.functional.conv2d(x, kernel.view(1, 1, -1, 1))[:, 0]
-    return torch.minimum(torch.maximum(blurred, grey - step / 2), grey + step / 2).clamp(0.0, 1.0)
+    edge = max(DEQUANTISE_EDGE, 3 * step)
+    out = torch.empty_like(grey)
+    for index in range(grey.shape[0]):  # one frame at a time: a handful of [h, w] buffers
+        value = grey[index]
+        for axis in (1, 0):  # columns within each row, then rows within each column
+            n = value.shape[axis]
+            jumps = (grey[index].narrow(axis, 1, n - 1) - grey[index].narrow(axis, 0, n - 1)).abs() > edge
+            # Surface id along the axis: the number of edges crossed so far; a tap counts when it is the same.
+            surface = torch.cat([torch.zeros_like(jumps.narrow(axis, 0, 1), dtype=torch.int32),
+                                 jumps.to(torch.int32).cumsum(axis, dtype=torch.int32)], dim=axis)
+            total = value.clone()
+            weight = torch.ones_like(value)
+            for offset in range(1, radius + 1):
+                w = math.exp(-0.5 * (offset / sigma) ** 2)
+                for lo, hi in ((0, offset), (offset, 0)):  # the tap before, then after, the pixel
+                    tap = value.narrow(axis, lo, n - offset)
+                    same = (surface.narrow(axis, lo, n - offset) == surface.narrow(axis, hi, n - offset)).to(value.dtype)
+                    total.narrow(axis, hi, n - offset).add_(w * same * tap)
+                    weight.narrow(axis, hi, n - offset).add_(w * same)
+            value = total / weight
+        out[index] = value
+    return torch.minimum(torch.maximum(out, grey - step / 2), grey + step / 2).clamp(0.0, 1.0)
 
 
 def depth_from_image(image: torch.Tensor, reading: str, near: float = 0.5, far: float = 20.0,
