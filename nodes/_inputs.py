@@ -69,9 +69,16 @@ INPUT_CHECKS = {
 }
 
 
+_DECLARED: dict[type, dict[str, tuple[str, dict]]] = {}
+
+
 def _declared_inputs(cls) -> dict[str, tuple[str, dict]]:
-    """``{input name: (socket type, options)}`` of a V1 node (combo lists are skipped: ComfyUI checks them)."""
-    declared = {}
+    """``{input name: (socket type, options)}`` of a V1 node (combo lists are skipped: ComfyUI checks them).
+
+    Read once per class: what is kept never changes, while INPUT_TYPES lists model folders on every call."""
+    if cls in _DECLARED:
+        return _DECLARED[cls]
+    declared = _DECLARED[cls] = {}
     spec = cls.INPUT_TYPES()
     for section in ("required", "optional"):
         for name, entry in spec.get(section, {}).items():

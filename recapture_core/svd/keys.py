@@ -12,6 +12,7 @@ tables, in the diffusers -> original direction (loading inverts them).
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Callable
 
@@ -58,7 +59,8 @@ def _unet_blocks(kind: str, side: str, index_of: Callable[[int, int], int]) -> R
     return rf"{kind}_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", build
 
 
-def _unet_rules(layers_per_block: int, up_block_has_attention: list[bool]) -> list[Rule]:
+@functools.lru_cache(maxsize=8)
+def _unet_rules(layers_per_block: int, up_block_has_attention: tuple[bool, ...]) -> list[Rule]:
     step = layers_per_block + 1
     return [
         _prefix("conv_in.", "input_blocks.0.0."), _prefix("time_embedding.linear_1.", "time_embed.0."),
@@ -79,7 +81,7 @@ def _unet_rules(layers_per_block: int, up_block_has_attention: list[bool]) -> li
 
 def unet_key_to_original(key: str, layers_per_block: int, up_block_has_attention: list[bool]) -> str:
     """diffusers ``UNetSpatioTemporalConditionModel`` state-dict key -> original (without prefix)."""
-    return _map(key, _unet_rules(layers_per_block, up_block_has_attention), "UNet")
+    return _map(key, _unet_rules(layers_per_block, tuple(up_block_has_attention)), "UNet")
 
 
 def attention_module_to_original(name: str, layers_per_block: int) -> str:
@@ -105,6 +107,7 @@ _VAE_RESNET = [
 ]
 
 
+@functools.lru_cache(maxsize=8)
 def _vae_rules(num_levels: int) -> list[Rule]:
     def resnet(rest: str) -> str:
         return _map(rest, _VAE_RESNET, "VAE")
