@@ -76,16 +76,16 @@ def _declared_inputs(cls) -> dict[str, tuple[str, dict]]:
     """``{input name: (socket type, options)}`` of a V1 node (combo lists are skipped: ComfyUI checks them).
 
     Read once per class: what is kept never changes, while INPUT_TYPES lists model folders on every call."""
-    if cls in _DECLARED:
-        return _DECLARED[cls]
-    declared = _DECLARED[cls] = {}
-    spec = cls.INPUT_TYPES()
-    for section in ("required", "optional"):
-        for name, entry in spec.get(section, {}).items():
-            kind = entry[0]
-            if isinstance(kind, str):
-                declared[name] = (kind, entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {})
-    return declared
+    if cls not in _DECLARED:
+        declared = {}
+        spec = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for name, entry in spec.get(section, {}).items():
+                kind = entry[0]
+                if isinstance(kind, str):
+                    declared[name] = (kind, entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {})
+        _DECLARED[cls] = declared
+    return _DECLARED[cls]
 
 
 def check_inputs(cls, inputs: dict) -> None:
