@@ -14,7 +14,9 @@ def _sampling_inputs(steps: int, seed_tooltip: str) -> dict:
                                    "tooltip": "Guidance at the first frame; it rises linearly to max_guidance at the last (SVD's frame-wise CFG)."}),
         "max_guidance": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 20.0, "step": 0.01, "tooltip": "Guidance at the last frame."}),
         "motion_bucket_id": ("INT", {"default": 127, "min": 1, "max": 1023, "tooltip": "SVD's motion amount conditioning."}),
-        "fps": ("INT", {"default": 7, "min": 1, "max": 60, "tooltip": "SVD's frame-rate conditioning."}),
+        "fps": ("FLOAT", {"default": 7.0, "min": 1.0, "max": 120.0, "step": 0.001,
+                          "tooltip": "SVD's frame-rate conditioning. A FLOAT, so a video loader's fps output (VideoHelperSuite's "
+                                     "loaded_fps, core Get Video Components' fps) connects directly."}),
         "noise_aug_strength": ("FLOAT", {"default": 0.02, "min": 0.0, "max": 1.0, "step": 0.001,
                                          "tooltip": "Noise added to the image prompt before encoding (SVD's conditioning augmentation)."}),
         "decode_chunk_size": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip": "Frames decoded by the VAE at once; lower it if memory runs out."}),

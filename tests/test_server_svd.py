@@ -133,3 +133,16 @@ def test_single_file_checkpoint_loader_feeds_training(comfy_server, frame_names)
                                                                 "export_comfyui": False}}}
     entry = comfy_server.run(graph)
     assert entry["outputs"]["8"]["text"][0].endswith("single_file_spatial_00001.safetensors")
+
+
+def test_a_video_loaders_float_fps_connects_to_the_samplers(comfy_server, frame_names):
+    """VideoHelperSuite's loaded_fps and core Get Video Components' fps are FLOAT: the link must be accepted."""
+    frame, _, _ = frame_names
+    graph = {**clip("1", frame),
+             "2": {"class_type": "PrimitiveFloat", "inputs": {"value": 29.97}},
+             "3": {"class_type": "ReCaptureSVDLoader", "inputs": {"model": "tiny-svd", "dtype": "fp32"}},
+             "4": {"class_type": "ReCaptureSDEditRefine",
+                   "inputs": {"backbone": ["3", 0], "frames": ["1", 0], "strength": 0.3, "spatial_strength": 1.0,
+                              **{**SAMPLE, "fps": ["2", 0]}}},
+             "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}}}
+    comfy_server.run(graph)

@@ -58,7 +58,7 @@ def conditioning_latents(backbone, image: torch.Tensor, noise_aug_strength: floa
     return vae.encode(augmented).latent_dist.mode()
 
 
-def added_time_ids(fps: int, motion_bucket_id: int, noise_aug_strength: float, batch: int, device, dtype) -> torch.Tensor:
+def added_time_ids(fps: float, motion_bucket_id: int, noise_aug_strength: float, batch: int, device, dtype) -> torch.Tensor:
     """``[B, 3]``: (fps - 1, motion bucket, noise augmentation), as StableVideoDiffusionPipeline passes them."""
     ids = torch.tensor([[fps - 1, motion_bucket_id, noise_aug_strength]], dtype=dtype, device=device)
     return ids.expand(batch, 3)

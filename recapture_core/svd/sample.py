@@ -30,7 +30,7 @@ class SampleSettings:
     min_guidance: float = 1.0
     max_guidance: float = 3.0
     motion_bucket_id: int = 127
-    fps: int = 7
+    fps: float = 7.0
     noise_aug_strength: float = 0.02
     decode_chunk_size: int = 8
     window: int = 0  # 0: the backbone's own frame count (14 SVD, 25 SVD-XT)
