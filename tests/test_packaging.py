@@ -16,7 +16,9 @@ def test_pyproject_dependencies_match_requirements_txt():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["dependencies"] == requirement_lines(REPO / "requirements.txt")
     names = {re.split(r"[<>=!~ ]", dep)[0] for dep in project["dependencies"]}
-    assert {"torch", "diffusers", "peft", "safetensors", "kornia", "einops", "transformers"} <= names
+    assert {"diffusers", "peft", "safetensors", "kornia", "einops", "transformers"} <= names
+    # Installing the requirements must never replace the torch build a ComfyUI install has chosen.
+    assert "torch" not in names and "torchvision" not in names
 
 
 def test_lock_file_satisfies_the_declared_lower_bounds():
@@ -59,3 +61,63 @@ def test_readme_test_command_is_what_ci_runs():
     assert "bash scripts/test.sh" in readme and "bash scripts/demo.sh" in readme
     ci = (REPO / ".ci" / "run").read_text()
     assert "exec bash scripts/test.sh" in ci
+
+
+def test_the_torch_floor_is_checked_when_the_pack_loads():
+    import pytest
+
+    from recapture_core import MIN_TORCH, check_torch_version
+
+    check_torch_version(f"{MIN_TORCH[0]}.{MIN_TORCH[1]}.0+cu130")
+    check_torch_version(f"{MIN_TORCH[0] + 1}.0.0")
+    with pytest.raises(ImportError, match=r"needs torch >= 2\.13, but this ComfyUI runs torch 2\.12\.1\+cu121"):
+        check_torch_version("2.12.1+cu121")
+
+
+def publish_file_list() -> list[str]:
+    """What `comfy node publish` packs: the files git tracks, minus .comfyignore's patterns (gitignore syntax)."""
+    import subprocess
+
+    import pathspec
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, check=True, capture_output=True, text=True).stdout.split()
+    ignore = pathspec.PathSpec.from_lines("gitignore", (REPO / ".comfyignore").read_text().splitlines())
+    return [path for path in tracked if not ignore.match_file(path)]
+
+
+def test_the_published_package_holds_the_pack_and_nothing_for_development():
+    files = publish_file_list()
+    assert not [f for f in files if f.split("/")[0] in ("tests", "bench", "scripts", ".ci")]
+    assert not [f for f in files if f.startswith("requirements-")]
+    for needed in ("__init__.py", "pyproject.toml", "requirements.txt", "README.md", "LICENSE", "icon.png",
+                   "nodes/__init__.py", "nodes/_inputs.py", "recapture_core/warp.py", "recapture_core/svd/configs/svd_xt/unet/config.json",
+                   "assets/recapture_sample.mp4", "workflows/6_anchor_preview.json"):
+        assert needed in files, needed
+    assert (REPO / "LICENSE").read_text().lstrip().startswith("Apache License")
+
+
+def test_no_published_python_calls_exec_or_eval():
+    """What ruff's S102 (exec) and S307 (eval) flag, and the registry's scanner with them."""
+    import ast
+
+    calls = []
+    for path in publish_file_list():
+        if path.endswith(".py"):
+            for node in ast.walk(ast.parse((REPO / path).read_text(), path)):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("exec", "eval"):
+                    calls.append(f"{path}:{node.lineno} {node.func.id}")
+    assert not calls, calls
+
+
+def test_the_registry_icon_is_a_file_of_the_package():
+    from PIL import Image
+
+    icon = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["comfy"]["Icon"]
+    repository = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    owner_repo = repository.split("github.com/", 1)[1]
+    prefix = f"https://raw.githubusercontent.com/{owner_repo}/main/"
+    assert icon.startswith(prefix)
+    path = icon[len(prefix):]
+    assert path in publish_file_list()
+    with Image.open(REPO / path) as image:
+        assert image.size[0] == image.size[1] >= 128
