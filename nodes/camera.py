@@ -12,7 +12,7 @@ import os
 import folder_paths
 
 from ..recapture_core.camera.conventions import DEFAULT_HFOV_DEG
-from ..recapture_core.camera.files import FORMATS, REFERENCES, export_trajectory, import_trajectory
+from ..recapture_core.camera.files import FORMATS, IMPORT_FORMATS, REFERENCES, export_trajectory, import_trajectory
 from ..recapture_core.camera.keyframes import INTERPOLATIONS, keyframe_trajectory, parse_keyframes
 from ..recapture_core.camera.presets import PRESETS, UNITS, preset_trajectory
 from ..recapture_core.camera.preview import render_preview
@@ -193,7 +193,7 @@ class ReCaptureCameraReverse(_TrajectoryOutput):
 
 
 def _camera_files() -> list[str]:
-    """Camera files under ComfyUI's input folder: *.json, and COLMAP folders (listed by their images.txt)."""
+    """Camera files under ComfyUI's input folder: *.json, RealEstate10K *.txt, and COLMAP folders (by their images.txt)."""
     root = folder_paths.get_input_directory()
     found = []
     for directory, subdirs, files in os.walk(root):
@@ -201,22 +201,25 @@ def _camera_files() -> list[str]:
         if depth >= 3:
             subdirs[:] = []
         for name in files:
-            if name.endswith(".json") or name == "images.txt":
+            if name.endswith((".json", ".txt")) and name != "cameras.txt":
                 found.append(os.path.relpath(os.path.join(directory, name), root).replace(os.sep, "/"))
     return sorted(found) or [NO_CAMERA_FILES]
 
 
 class ReCaptureCameraImport(_TrajectoryAndSummaryOutput):
     DESCRIPTION = ("Load a camera path from a file in ComfyUI's input folder: ReCapture JSON, NeRF transforms.json "
-                   "(OpenGL axes, converted) or a COLMAP text model (pick its images.txt). The file's FIRST pose is the "
+                   "(OpenGL axes, converted), a COLMAP text model (pick its images.txt) or RealEstate10K / CameraCtrl "
+                   "pose text. The file's FIRST pose is the "
                    "source camera (where the video was filmed); every pose is made relative to it.")
     FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "file": (_camera_files(), {"tooltip": "A .json file or a COLMAP images.txt (with cameras.txt beside it) under ComfyUI's input folder."}),
-            "format": (["auto", *FORMATS], {"default": "auto", "tooltip": "auto: ReCapture JSON by its header, other .json as NeRF, images.txt as COLMAP."}),
+            "file": (_camera_files(), {"tooltip": "A .json file, a RealEstate10K / CameraCtrl pose .txt, or a COLMAP images.txt "
+                                                  "(with cameras.txt beside it) under ComfyUI's input folder."}),
+            "format": (["auto", *IMPORT_FORMATS], {"default": "auto", "tooltip": "auto: ReCapture JSON by its header, other .json "
+                       "as NeRF, images.txt as COLMAP, other .txt as RealEstate10K / CameraCtrl poses (square pixels assumed)."}),
             "reference": (list(REFERENCES), {"default": REFERENCES[0],
                           "tooltip": "first pose is the source camera: the file starts where the video was filmed. "
                                      "file world is the source camera: poses are already relative to it (what Export writes)."}),

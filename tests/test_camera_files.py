@@ -244,3 +244,40 @@ def test_recapture_json_principal_point_is_normalised_from_the_image_corner(tmp_
     data = json.loads(export_trajectory(traj, tmp_path, "c", "recapture json", (64, 48)).read_text())
     assert data["source_intrinsics"]["cx_over_width"] == 0.5 and data["source_intrinsics"]["cy_over_height"] == 0.5
     assert optical_axis_pixel(import_trajectory(tmp_path / "c_00001.json"), 64, 48) == (31.5, 23.5)
+
+
+# RealEstate10K / CameraCtrl pose text, written by hand: URL line, then timestamp fx fy cx cy k1 k2 and a
+# row-major 3x4 world-to-camera matrix. Frame at 66733: turned 90° right (world-to-camera R_y(-90°));
+# at 33366: centre at world x = 1 (t = -R c = (-1, 0, 0)); listed out of order on purpose.
+REALESTATE10K_TXT = """https://www.youtube.com/watch?v=abcdefghijk
+0 0.5 0.888889 0.5 0.5 0 0 1 0 0 0 0 1 0 0 0 0 1 0
+66733 0.6 1.066667 0.5 0.5 0 0 0 0 -1 0 0 1 0 0 1 0 0 0
+33366 0.5 0.888889 0.52 0.48 0 0 1 0 0 -1 0 1 0 0 0 0 1 0
+"""
+
+
+def test_hand_written_realestate10k_poses_import_to_the_expected_trajectory(tmp_path):
+    path = tmp_path / "clip.txt"
+    path.write_text(REALESTATE10K_TXT)
+    traj = import_trajectory(path)  # auto: a .txt that is not COLMAP's
+    assert traj.num_frames == 3
+    assert torch.equal(traj.target_to_source[0], torch.eye(4, dtype=torch.float64))
+    torch.testing.assert_close(traj.target_to_source[1], pose_from_params(MoveParams(truck_right=1.0)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(traj.target_to_source[2], pose_from_params(MoveParams(pan_right=90.0)), rtol=0, atol=1e-12)
+    # fx and cx are per width, cy per height; square pixels: fy/W is fx/W (the file's fy is per height).
+    torch.testing.assert_close(traj.target_intrinsics[1], torch.tensor([0.5, 0.5, 0.52, 0.48], dtype=torch.float64))
+    torch.testing.assert_close(traj.target_intrinsics[2], torch.tensor([0.6, 0.6, 0.5, 0.5], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("http://x\n0 0.5 0.5 0.5 0.5 0 0 1 0 0 0 0 1 0\n", "expected 19 numbers"),
+    ("http://x\n0 0.5 0.5 0.5 0.5 0 0 1 0 0 0 0 1 0 0 0 0 abc 0\n", "non-numeric"),
+    ("http://x\n0 -0.5 0.5 0.5 0.5 0 0 1 0 0 0 0 1 0 0 0 0 1 0\n", "focal length"),
+    ("http://x\n", "lists no camera"),
+])
+def test_bad_realestate10k_files_are_rejected(tmp_path, text, needle):
+    path = tmp_path / "bad.txt"
+    path.write_text(text)
+    with pytest.raises(ReCaptureInputError, match=needle) as err:
+        import_trajectory(path)
+    assert err.value.input_name == "file"

@@ -73,3 +73,22 @@ def test_a_file_name_outside_the_list_is_refused(comfy_server):
              "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
     with pytest.raises(PromptRejected):
         comfy_server.submit(graph)
+
+
+def test_a_realestate10k_pose_file_is_listed_and_drives_the_warp(comfy_server):
+    from test_camera_files import REALESTATE10K_TXT
+
+    folder = comfy_server.base_dir / "input" / "cams"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "re10k_clip.txt").write_text(REALESTATE10K_TXT)
+    listed = comfy_server.object_info()["ReCaptureCameraImport"]["input"]["required"]["file"][0]
+    assert "cams/re10k_clip.txt" in listed and not any(name.endswith("cameras.txt") for name in listed)
+    graph = {"1": {"class_type": "ReCaptureCameraImport",
+                   "inputs": {"file": "cams/re10k_clip.txt", "format": "auto", "reference": "first pose is the source camera",
+                              "translation_scale": 0.1, "subject_distance": 1.0}},
+             "2": {"class_type": "ReCaptureCameraExport",
+                   "inputs": {"trajectory": ["1", 0], "filename_prefix": "recapture_test/cams/from_re10k",
+                              "format": "recapture json", "width": 64, "height": 36}}}
+    written = comfy_server.run(graph)["outputs"]["2"]["text"][0]
+    data = json.loads(open(written).read())
+    assert len(data["frames"]) == 3 and data["frames"][1]["target_to_source"][0][3] == pytest.approx(0.1)

@@ -31,7 +31,9 @@ from .trajectory import CameraTrajectory
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("recapture json", "nerf transforms.json", "colmap text")
+FORMATS = ("recapture json", "nerf transforms.json", "colmap text")  # read and written
+REALESTATE10K = "realestate10k / cameractrl text"
+IMPORT_FORMATS = (*FORMATS, REALESTATE10K)  # read only
 REFERENCES = ("first pose is the source camera", "file world is the source camera")
 JSON_FORMAT_ID = "recapture.camera_trajectory"
 JSON_VERSION = 1
@@ -280,10 +282,47 @@ def to_colmap(trajectory: CameraTrajectory, width: int, height: int) -> tuple[st
     return "\n".join(cam_lines) + "\n", "\n".join(img_lines) + "\n"
 
 
+# --- RealEstate10K / CameraCtrl pose text ------------------------------------------------------
+def from_realestate10k(text: str) -> AbsoluteCameras:
+    """Cameras from RealEstate10K's pose text, which CameraCtrl and its followers read.
+
+    An optional first line holds the video's URL; then one line per frame: ``timestamp fx fy cx cy
+    k1 k2`` and the 3x4 world-to-camera matrix row by row (OpenCV axes). Intrinsics are normalised
+    by the image size (fx, cx by the width; fy, cy by the height); the image size itself is not in
+    the file, so pixels are taken as square (fy/W = fx/W) and fy is not used. Frames are ordered by
+    timestamp.
+    """
+    rows = []
+    for number, line in _data_lines(text):
+        parts = line.split()
+        try:
+            values = [float(v) for v in parts]
+        except ValueError:
+            if not rows and number == _data_lines(text)[0][0]:
+                continue  # the URL line
+            raise _fail(f"line {number}: non-numeric values in {line[:80]!r}") from None
+        if len(values) != 19:
+            raise _fail(f"line {number}: expected 19 numbers (timestamp, fx fy cx cy, 2 distortion terms, a 3x4 "
+                        f"world-to-camera matrix), got {len(values)} (truncated file?)")
+        if not all(math.isfinite(v) for v in values) or values[1] <= 0:
+            raise _fail(f"line {number}: non-finite values or a focal length that is not positive")
+        rows.append(values)
+    if not rows:
+        raise _fail("lists no camera", "RealEstate10K pose files have one line per frame after the URL line.")
+    rows.sort(key=lambda row: row[0])
+    table = torch.tensor(rows, dtype=torch.float64)
+    world_to_camera = torch.eye(4, dtype=torch.float64).repeat(len(rows), 1, 1)
+    world_to_camera[:, :3, :] = table[:, 7:19].reshape(-1, 3, 4)
+    intrinsics = torch.stack([table[:, 1], table[:, 1], table[:, 3], table[:, 4]], dim=1)
+    return AbsoluteCameras(invert_pose(world_to_camera), intrinsics, intrinsics[0], None)
+
+
 # --- file-level entry points ------------------------------------------------------------------
 def detect_format(path: Path) -> str:
     if path.is_dir() or path.name == "images.txt" or path.name == "cameras.txt":
         return "colmap text"
+    if path.suffix.lower() == ".txt":
+        return REALESTATE10K
     data = _read_json(path)
     return "recapture json" if isinstance(data, dict) and data.get("format") == JSON_FORMAT_ID else "nerf transforms.json"
 
@@ -333,6 +372,8 @@ def _import(path: Path, fmt: str, reference: str, translation_scale: float, subj
         if not isinstance(data, dict):
             raise _fail(f"{path.name} does not hold a JSON object")
         cameras = from_nerf(data)
+    elif fmt == REALESTATE10K:
+        cameras = from_realestate10k(read_text(path, "file"))
     elif fmt == "colmap text":
         folder = path if path.is_dir() else path.parent
         missing = [name for name in ("cameras.txt", "images.txt") if not (folder / name).is_file()]
@@ -340,7 +381,7 @@ def _import(path: Path, fmt: str, reference: str, translation_scale: float, subj
             raise _fail(f"{folder} lacks {', '.join(missing)}", "A COLMAP text model is a folder with cameras.txt and images.txt.")
         cameras = from_colmap(read_text(folder / "cameras.txt", "file"), read_text(folder / "images.txt", "file"))
     else:
-        raise ReCaptureInputError("format", f"unknown format {fmt!r}", f"Choose 'auto' or one of: {', '.join(FORMATS)}.")
+        raise ReCaptureInputError("format", f"unknown format {fmt!r}", f"Choose 'auto' or one of: {', '.join(IMPORT_FORMATS)}.")
     return relative_trajectory(cameras, reference, translation_scale, subject_distance, f"{fmt} {path.name}")
 
 
