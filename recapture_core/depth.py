@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import ReCaptureInputError
+from .validation import check_image
 
 DEPTH_KINDS = ("metric", "relative", "disparity")
 
@@ -65,7 +66,11 @@ def central_median_depth(depth: DepthMaps, region: float = 0.5) -> float:
 
     The pivot of orbits and the unit of camera translations ("subject distances").
     """
-    values = depth.as_depth()
+    return central_median(depth.as_depth(), region)
+
+
+def central_median(values: torch.Tensor, region: float = 0.5) -> float:
+    """:func:`central_median_depth` of depth values ``[F, H, W]`` already in scene units."""
     _, height, width = values.shape
     h0, w0 = int(round(height * (1 - region) / 2)), int(round(width * (1 - region) / 2))
     centre = values[:, h0:height - h0 or None, w0:width - w0 or None]
@@ -157,11 +162,7 @@ def depth_from_image(image: torch.Tensor, reading: str, near: float = 0.5, far: 
     """
     if reading not in IMAGE_READINGS:
         raise ReCaptureInputError("reading", f"unknown reading {reading!r}", f"Choose one of: {', '.join(IMAGE_READINGS)}.")
-    if image.ndim != 4 or image.shape[-1] not in (1, 3, 4) or 0 in image.shape:
-        raise ReCaptureInputError(input_name, f"expected an IMAGE [frames, height, width, 3], got {list(image.shape)}",
-                                  "Connect the IMAGE output of a depth node (Depth Anything, MiDaS, Marigold, ZoeDepth...).")
-    if not torch.isfinite(image).all():
-        raise ReCaptureInputError(input_name, "contains NaN or infinite values", "Check the depth node upstream.")
+    check_image(image, input_name, channels=(1, 3, 4))
     kind, bright_is_near = IMAGE_READINGS[reading]
     if kind == "metric" and not (0 < near < far):
         raise ReCaptureInputError("near", f"metric readings need 0 < near < far, got near={near:g}, far={far:g}",

@@ -38,7 +38,7 @@ from kornia.geometry.linalg import transform_points
 
 from .camera.poses import invert_pose
 from .camera.trajectory import CameraTrajectory
-from .depth import DepthMaps, central_median_depth, check_depth_values
+from .depth import DepthMaps, central_median, check_depth_values
 from .errors import ReCaptureInputError
 from .masks import hole_mask_from_valid
 from .validation import check_frames
@@ -349,6 +349,7 @@ def anchor_from_depth(frames: torch.Tensor, depth: DepthMaps, trajectory: Camera
     are :func:`warp_video`'s (edge threshold, holes, device, progress, interrupt); the inputs are
     checked there, before any frame is warped.
     """
+    values = depth.as_depth()  # once: for disparity this inverts the whole clip
     if match_subject_distance:
-        trajectory = trajectory.scaled_to_subject_distance(central_median_depth(depth))
-    return warp_video(frames, depth.as_depth(), trajectory, **warp_options)
+        trajectory = trajectory.scaled_to_subject_distance(central_median(values))
+    return warp_video(frames, values, trajectory, **warp_options)
