@@ -14,11 +14,12 @@ import torch
 
 from recapture_core.masks import fill_holes
 from recapture_core.svd.backbone import SVDBackbone
-from recapture_core.svd.conditioning import encode_latents, image_embedding, temporal_layers_off, to_model_range
+from recapture_core.svd.conditioning import temporal_layers_off
 from recapture_core.svd.keys import clip_key_to_original, is_vae_attention_matrix, unet_key_to_original, vae_key_to_original
 from recapture_core.svd.lora import AdapterSpec, ReCaptureLoRA, adapters_attached
 from recapture_core.svd.single_file import CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, _unet_layout
-from recapture_core.svd.train import TrainSettings, _Trainer, latent_valid_mask
+from recapture_core.finetune import masked_mse
+from recapture_core.svd.train import DiffusersSVDTraining, TrainSettings, _SVDSession, latent_valid_mask
 
 
 def state_fingerprint(module: torch.nn.Module) -> str:
@@ -41,17 +42,19 @@ def clip_loss(backbone, frames: torch.Tensor, lora: ReCaptureLoRA | None = None,
     The clip is conditioned on its first frame; with ``valid_mask`` the loss is masked as in
     temporal training; ``lora`` (if any) is attached for the measurement and removed after.
     """
-    trainer = _Trainer(backbone, TrainSettings(seed=seed), device, None, None)
+    job = DiffusersSVDTraining(backbone, device)
+    session = _SVDSession(job, [], TrainSettings(seed=seed))
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         filled = frames.clone().float() if valid_mask is None else fill_holes(frames.clone().float(), valid_mask)
-        video = to_model_range(filled)
-        latents = encode_latents(backbone, video).float()[None]
-        prompt = video[:1].to(trainer.device)
-        embeds = image_embedding(backbone, prompt).float()
-        mask = None if valid_mask is None else latent_valid_mask(valid_mask, backbone.vae_factor).to(trainer.device)
+        latents = job.encode(filled, [0], single_frames=False).float().to(job.device)
+        mask = None if valid_mask is None else latent_valid_mask(valid_mask, backbone.vae_factor).to(job.device)
         specs = [] if lora is None else [AdapterSpec.from_lora("rc_measured", lora)]
         with adapters_attached(backbone.unet, specs), (temporal_layers_off(backbone.unet) if temporal_off else nullcontext()):
-            losses = [float(trainer.step_loss(latents, prompt, embeds, mask, sigma)) for sigma in sigmas]
+            losses = []
+            for sigma in sigmas:
+                noise = torch.randn(latents.shape, generator=generator).to(job.device)
+                losses.append(float(masked_mse(*session.predict(latents, noise, torch.tensor([float(sigma)]), 0, generator), mask)))
     return sum(losses) / len(losses)
 
 
