@@ -10,13 +10,14 @@
 A backbone (:class:`TrainingBackbone`) supplies what differs between models: encoding, the
 conditioning, the model's prediction and its loss weight, which modules the adapters target,
 how "spatial only" is done, and where the job runs. The diffusers SVD
-(``recapture_core/svd/train.py``) and ComfyUI's own MODEL (``nodes/comfy_backbone.py``, since the
+(``recapture_core/svd/train.py``) and ComfyUI's own MODEL (``nodes/_comfy_backbone.py``, since the
 core never imports ComfyUI) are the two implementations; the loop, the sampling of examples, the
 mask reduction and the masked loss below are shared by both.
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Protocol, TypeVar
 
@@ -62,6 +63,11 @@ class TrainSettings:
             raise ReCaptureInputError("learning_rate", f"must be positive, got {self.learning_rate}", "Use 5e-4.")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ReCaptureInputError("mixed_precision", f"unknown value {self.mixed_precision!r}", "Use auto, no, bf16 or fp16.")
+        try:
+            re.compile(self.targets)
+        except re.error as err:
+            raise ReCaptureInputError("targets", f"is not a valid regular expression ({err})",
+                                      "Leave it empty for the paper's targets.") from None
 
 
 class Session(Protocol):
@@ -106,6 +112,20 @@ class TrainingBackbone(Protocol[Result]):
     def train(self, kind: str, settings: TrainSettings, spatial_only: bool, example_shape: tuple[int, ...],
               fit: Callable[[Session], list[float]]) -> Result:
         """Attach a trainable ``kind`` adapter, run ``fit`` on the session, detach, return the trained LoRA."""
+
+
+def target_modules(model: torch.nn.Module, targets: str, default: str, example: str) -> list[str]:
+    """Names of ``model``'s Linear modules matching the regex ``targets`` (``default`` when empty), in full."""
+    try:
+        pattern = re.compile(targets or default)
+    except re.error as err:
+        raise ReCaptureInputError("targets", f"is not a valid regular expression ({err})",
+                                  "Leave it empty for the paper's targets.") from None
+    found = [name for name, module in model.named_modules() if pattern.fullmatch(name) and isinstance(module, torch.nn.Linear)]
+    if not found:
+        raise ReCaptureInputError("targets", f"matches no Linear module of the model ({targets or default!r})",
+                                  f"Leave it empty for the paper's targets, or match names like '{example}'.")
+    return found
 
 
 def latent_valid_mask(valid_mask: torch.Tensor, spatial_factor: int, temporal_factor: int = 1) -> torch.Tensor:

@@ -176,6 +176,62 @@ def train_once_render_many() -> Workflow:
         "with another path never retrains the spatial LoRA.", MODELS_NOTE, VIDEO_NOTE])
 
 
+MODEL_TRAIN = {k: v for k, v in TRAIN.items() if k != "mixed_precision"}
+
+
+def _svd_conditioning(node: str, image: list) -> dict:
+    """SVD_img2vid_Conditioning on one frame, at the video's own size and length (Get Image Size)."""
+    return {
+        f"{node}_frame": {"class_type": "ImageFromBatch", "inputs": {"image": image, "batch_index": 0, "length": 1}},
+        f"{node}_size": {"class_type": "GetImageSize", "inputs": {"image": image}},
+        node: {"class_type": "SVD_img2vid_Conditioning",
+               "inputs": {"clip_vision": ["svd", 1], "init_image": [f"{node}_frame", 0], "vae": ["svd", 2],
+                          "width": [f"{node}_size", 0], "height": [f"{node}_size", 1], "video_frames": [f"{node}_size", 2],
+                          "motion_bucket_id": 127, "fps": 7, "augmentation_level": 0.0}},
+    }
+
+
+def full_comfy_model() -> Workflow:
+    ksampler = {"seed": 0, "steps": 25, "sampler_name": "euler", "scheduler": "karras"}
+    graph = {**_video_in(), **_depth_from_file(), **_camera("camera", "orbit left", 10.0),
+             **_warp("warp", "camera", {"depth": ["depth", 0]}), **_anchor_outputs("warp", "camera", "recapture/comfy_svd"),
+             "svd": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": SVD_CHECKPOINT}},
+             **_svd_conditioning("source_conditioning", ["components", 0]),
+             **_svd_conditioning("anchor_conditioning", ["warp", 0]),
+             "spatial": {"class_type": "ReCaptureSpatialLoRATrainModel",
+                         "inputs": {"model": ["svd", 0], "vae": ["svd", 2], "positive": ["source_conditioning", 0],
+                                    "frames": ["components", 0], **MODEL_TRAIN, "filename_prefix": "reshoot",
+                                    "frames_per_step": 2}},
+             "temporal": {"class_type": "ReCaptureMaskedTemporalLoRATrainModel",
+                          "inputs": {"model": ["spatial", 0], "vae": ["svd", 2], "positive": ["anchor_conditioning", 0],
+                                     "anchor": ["warp", 0], "valid_mask": ["warp", 1], **MODEL_TRAIN,
+                                     "filename_prefix": "reshoot"}},
+             "guidance": {"class_type": "VideoLinearCFGGuidance", "inputs": {"model": ["temporal", 0], "min_cfg": 1.0}},
+             "sample": {"class_type": "KSampler",
+                        "inputs": {"model": ["guidance", 0], **ksampler, "cfg": 2.5, "positive": ["anchor_conditioning", 0],
+                                   "negative": ["anchor_conditioning", 1], "latent_image": ["anchor_conditioning", 2],
+                                   "denoise": 1.0}},
+             "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["svd", 2]}},
+             # SDEdit: re-noise the result part way and denoise with the spatial LoRA only (the paper's refinement)
+             "sdedit_latent": {"class_type": "VAEEncode", "inputs": {"pixels": ["decode", 0], "vae": ["svd", 2]}},
+             "sdedit": {"class_type": "KSampler",
+                        "inputs": {"model": ["spatial", 0], **ksampler, "cfg": 1.0, "positive": ["anchor_conditioning", 0],
+                                   "negative": ["anchor_conditioning", 1], "latent_image": ["sdedit_latent", 0],
+                                   "denoise": 0.3}, "_meta": {"title": "KSampler (SDEdit, spatial LoRA only)"}},
+             "refined": {"class_type": "VAEDecode", "inputs": {"samples": ["sdedit", 0], "vae": ["svd", 2]}},
+             **_save_video("save_result", ["refined", 0], "recapture/comfy_svd/reshot")}
+    return Workflow("7_recapture_comfy_svd", "ReCapture 7: full method on ComfyUI's own SVD (its loader, KSampler, memory management)",
+                    graph, [
+                        "ReCapture on ComfyUI's own model: Image Only Checkpoint Loader loads svd_xt.safetensors once; the "
+                        "two trainers add their LoRAs to that MODEL under ComfyUI's model management (it evicts other models "
+                        "for them) and write them to ComfyUI/models/loras/recapture/ (LoraLoaderModelOnly applies them later). "
+                        "Sampling is a plain KSampler on the MODEL with both LoRAs (any sampler, scheduler, guidance); SDEdit "
+                        "is a second KSampler on the spatial-LoRA MODEL with denoise 0.3.",
+                        f"Model: ComfyUI/models/checkpoints/{SVD_CHECKPOINT} (or svd.safetensors). The conditioning nodes take "
+                        "the first frame (source video for the spatial LoRA, anchor video for the rest) and the video's own "
+                        "size and length.", VIDEO_NOTE, CAMERA_NOTE])
+
+
 MULTIVIEW = {"mode": "fuse with warp", "hole_threshold": 0.35, "resolution": 0, "seed": 0, "steps": 20, "cfg": 4.0,
              "sampler_name": "euler", "scheduler": "sgm_uniform", "source_elevation": 0.0, "orbit_frames": 21}
 
@@ -205,7 +261,8 @@ def large_orbit() -> Workflow:
         "warns when a path is not an orbit around the subject.", MODELS_NOTE, VIDEO_NOTE, CAMERA_NOTE])
 
 
-WORKFLOWS = [full_diffusers, full_checkpoint, large_orbit, depth_from_other_pack, train_once_render_many, anchor_preview]
+WORKFLOWS = [full_diffusers, full_checkpoint, large_orbit, depth_from_other_pack, train_once_render_many, anchor_preview,
+             full_comfy_model]
 
 
 def all_workflows() -> list[Workflow]:
@@ -240,6 +297,10 @@ def with_tiny_models(graph: dict, steps: int = 1, size: tuple[int, int] = (32, 2
             inputs.update(model="tiny-svd", dtype="fp32")
         elif node["class_type"] == "ReCaptureSVDCheckpointLoader":
             inputs.update(ckpt_name="tiny_svd.safetensors", architecture="like tiny-svd", dtype="fp32")
+        elif node["class_type"] == "ImageOnlyCheckpointLoader" and inputs["ckpt_name"] == SVD_CHECKPOINT:
+            out[node_id] = {"class_type": "ReCaptureTestTinySVDLoader",
+                            "inputs": {"weight_dtype": "fp16", "seed": 0, "clip_name": "tiny-clip-vision.safetensors"}}
+            continue
         elif node["class_type"] == "ImageOnlyCheckpointLoader":
             inputs.update(ckpt_name="tiny_stable_zero123.safetensors")
         elif node["class_type"] == "ReCaptureMultiviewAnchor":

@@ -85,8 +85,8 @@ def test_structure_links_and_widget_values(path, object_info, pack):
         assert len(values) == len(names), (node["type"], values, names)
         expected = definition[str(node["id"])]["inputs"]
         for (name, spec), value in zip(names, values):
-            if spec is None:
-                continue
+            if spec is None or isinstance(expected.get(name), list):
+                continue  # a widget fed by a link (e.g. Get Image Size -> width): the link gives the value
             assert value == expected.get(name, value), (node["type"], name, value)
             if name not in folder_lists.get(node["type"], ()):
                 assert accepted(value, spec), (node["type"], name, value)

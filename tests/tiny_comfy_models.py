@@ -38,12 +38,16 @@ TINY_CLIP_VISION = {
 CLIP_VISION_NAME = "tiny-clip-vision"
 
 
-def _randomize(state_dict: dict, seed: int) -> dict:
+def _randomize(state_dict: dict, seed: int, fan_in: bool = False) -> dict:
+    """Seeded random weights: normal(0, 0.02), or with ``fan_in`` normal(0, 1/sqrt(fan in)) for matrices and
+    kernels (the scale of a default initialisation, so every layer passes a signal on; biases stay 0.02)."""
     generator = torch.Generator().manual_seed(seed)
     out = {}
     for name, tensor in state_dict.items():
         if tensor.dtype.is_floating_point and tensor.ndim == 1 and ("norm" in name or "ln_" in name) and name.endswith("weight"):
             out[name] = torch.ones(tensor.shape)
+        elif tensor.dtype.is_floating_point and fan_in and tensor.ndim >= 2:
+            out[name] = torch.randn(tensor.shape, generator=generator) / tensor[0].numel() ** 0.5
         elif tensor.dtype.is_floating_point:
             out[name] = torch.randn(tensor.shape, generator=generator) * 0.02
         else:
@@ -135,19 +139,42 @@ def make_sv3d_model(seed: int = 0):
 
     Returns ``(model_patcher, vae)``: the VAE is a random TAESD built through ComfyUI's VAE class.
     """
+    import comfy.supported_models
+
+    return _video_unet_model(comfy.supported_models.SV3D_p(dict(SV3D_UNET)), seed, torch.float32)
+
+
+#: SVD_img2vid's layout at the smallest size: one level, 64 channels, a 768-wide context (the tiny CLIP vision's
+#: projection) and SVD's micro-conditioning of 3 x 256 timestep features.
+SVD_UNET = {**SV3D_UNET, "adm_in_channels": 768}
+
+
+def make_svd_model(seed: int = 0, dtype: torch.dtype = torch.float32):
+    """ComfyUI's own SVD_img2vid model object from a tiny config (what Image Only Checkpoint Loader builds
+    from svd_xt.safetensors; its detection needs SVD's full layout). ``dtype``: the weights' dtype, as the
+    loader picks it (fp16 on most GPUs), computing in float32 on the CPU as ComfyUI does.
+
+    Returns ``(model_patcher, vae)`` with a random TAESD VAE.
+    """
+    import comfy.supported_models
+
+    return _video_unet_model(comfy.supported_models.SVD_img2vid(dict(SVD_UNET)), seed, dtype, fan_in=True)
+
+
+def _video_unet_model(config, seed: int, dtype: torch.dtype, fan_in: bool = False):
     import comfy.model_patcher
     import comfy.sd
-    import comfy.supported_models
     from comfy.taesd.taesd import TAESD
 
-    config = comfy.supported_models.SV3D_p(dict(SV3D_UNET))
-    config.set_inference_dtype(torch.float32, torch.float32)
+    config.set_inference_dtype(dtype, None if dtype == torch.float32 else torch.float32)
     model = config.get_model({})
-    weights = _randomize(model.diffusion_model.state_dict(), seed)
-    model.diffusion_model.load_state_dict(weights)
+    weights = _randomize(model.diffusion_model.state_dict(), seed, fan_in)
+    model.diffusion_model.load_state_dict({k: v.to(dtype) for k, v in weights.items()})
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
     with torch.device("meta"):
         taesd = TAESD()
-    vae_sd = {k: v for k, v in _randomize(taesd.state_dict(), seed + 1).items()}
-    vae_sd["vae_scale"], vae_sd["vae_shift"] = torch.tensor(1.0), torch.tensor(0.0)
+    vae_sd = {k: v for k, v in _randomize(taesd.state_dict(), seed + 1, fan_in).items()}
+    # With fan-in weights, scale the latents to unit size in the model's space (SD's 0.18215 factor is applied
+    # after the VAE), so a clip is a target a model can learn rather than noise around zero.
+    vae_sd["vae_scale"], vae_sd["vae_shift"] = torch.tensor(0.03 if fan_in else 1.0), torch.tensor(0.0)
     return patcher, comfy.sd.VAE(sd=vae_sd)

@@ -20,6 +20,10 @@ TEMPORAL_TARGETS = r".*temporal_transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to
 #: Self-attention (attn1) projections of the spatial transformer blocks.
 SPATIAL_TARGETS = r".*\.transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)"
 KINDS = {"temporal": TEMPORAL_TARGETS, "spatial": SPATIAL_TARGETS}
+#: The same modules under ComfyUI's names for its SVD model (the original checkpoint's layout: temporal
+#: parts under ``time_stack``), which are also the keys of a ComfyUI-format LoRA.
+COMFY_KINDS = {"temporal": r".*\.time_stack\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)",
+               "spatial": r".*\.transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)"}
 
 
 @dataclass(frozen=True)
@@ -124,17 +128,9 @@ class AdapterSpec:
 
 def target_modules(unet: torch.nn.Module, kind: str, targets: str = "") -> list[str]:
     """Names of the UNet's Linear modules an adapter of ``kind`` goes into (``targets`` overrides the default)."""
-    try:
-        pattern = re.compile(targets or KINDS[kind])
-    except re.error as err:
-        raise ReCaptureInputError("targets", f"is not a valid regular expression ({err})",
-                                  "Leave it empty for the paper's targets.") from None
-    found = [name for name, module in unet.named_modules() if pattern.fullmatch(name) and isinstance(module, torch.nn.Linear)]
-    if not found:
-        raise ReCaptureInputError("targets", f"matches no Linear module of the UNet ({targets or KINDS[kind]!r})",
-                                  "Leave it empty for the paper's targets, or match names like "
-                                  "'down_blocks.0.attentions.0.temporal_transformer_blocks.0.attn1.to_q'.")
-    return found
+    from ..finetune import target_modules as matching
+
+    return matching(unet, targets, KINDS[kind], "down_blocks.0.attentions.0.temporal_transformer_blocks.0.attn1.to_q")
 
 
 @contextmanager

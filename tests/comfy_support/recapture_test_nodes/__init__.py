@@ -5,10 +5,17 @@ DINOv2; 300 M+ parameters): it picks the JSON config from which layer keys exist
 a CLIP_VISION that is a few hundred KB, so this node builds ComfyUI's own ``ClipVisionModel``
 from a JSON config that sits next to the weights in models/clip_vision/ (tests/tiny_comfy_models.py).
 
+``ReCaptureTestTinySVDLoader`` stands in for Image Only Checkpoint Loader on svd_xt.safetensors:
+ComfyUI's SVD detection matches SVD's full layout (1.5 B parameters), so the test builds ComfyUI's
+own ``SVD_img2vid`` model object from a tiny config (tests/tiny_comfy_models.py) in the weight
+dtype a loader would pick.
+
 ``ReCaptureTestForeignValue`` stands in for another pack's node: it hands on what other packs
 may give (values 0..255, NaN, a plain tensor on a socket named DEPTH), for the hostile-input tests.
 """
 import os
+import sys
+from pathlib import Path
 
 import comfy.clip_vision
 import torch
@@ -33,6 +40,27 @@ class ReCaptureTestTinyCLIPVisionLoader:
         if missing or unexpected:
             raise ValueError(f"tiny CLIP vision {clip_name}: missing {missing}, unexpected {unexpected}")
         return (clip_vision,)
+
+
+class ReCaptureTestTinySVDLoader:
+    CATEGORY = "testing"
+    FUNCTION = "load"
+    RETURN_TYPES = ("MODEL", "CLIP_VISION", "VAE")  # Image Only Checkpoint Loader's outputs
+    DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"weight_dtype": (list(cls.DTYPES),), "seed": ("INT", {"default": 0, "min": 0, "max": 1000}),
+                             **ReCaptureTestTinyCLIPVisionLoader.INPUT_TYPES()["required"]}}
+
+    def load(self, weight_dtype, seed, clip_name):
+        tests = str(Path(__file__).resolve().parents[2])
+        if tests not in sys.path:
+            sys.path.append(tests)
+        from tiny_comfy_models import make_svd_model
+
+        model, vae = make_svd_model(seed=seed, dtype=self.DTYPES[weight_dtype])
+        return (model, ReCaptureTestTinyCLIPVisionLoader().load(clip_name)[0], vae)
 
 
 class ReCaptureTestForeignValue:
@@ -60,4 +88,5 @@ class ReCaptureTestForeignValue:
 
 
 NODE_CLASS_MAPPINGS = {"ReCaptureTestTinyCLIPVisionLoader": ReCaptureTestTinyCLIPVisionLoader,
+                       "ReCaptureTestTinySVDLoader": ReCaptureTestTinySVDLoader,
                        "ReCaptureTestForeignValue": ReCaptureTestForeignValue}
