@@ -15,24 +15,17 @@ import folder_paths
 
 from ..recapture_core.paths import atomic_write, safe_child, unused_path
 from . import _comfy
-from .svd import COMFY_SUFFIX, LORA_SUBFOLDER, _progress_with_loss
+from .svd import COMFY_SUFFIX, LORA_SUBFOLDER, _progress_with_loss, _training_inputs
 
 log = logging.getLogger(__name__)
 
 
 def _widgets():
-    return {
-        "steps": ("INT", {"default": 400, "min": 1, "max": 100000, "tooltip": "Optimiser steps (the paper: 400)."}),
-        "learning_rate": ("FLOAT", {"default": 5e-4, "min": 1e-7, "max": 1.0, "step": 1e-7,
-                                    "tooltip": "AdamW learning rate (the paper: 5e-4)."}),
-        "rank": ("INT", {"default": 16, "min": 1, "max": 256, "tooltip": "LoRA rank (the paper: 16)."}),
-        "alpha": ("FLOAT", {"default": 16.0, "min": 0.01, "max": 1024.0, "step": 0.01,
-                            "tooltip": "LoRA alpha; the update is scaled by alpha / rank."}),
-        "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Seeds the LoRA initialisation, noise and frame choice."}),
-        "gradient_checkpointing": ("BOOLEAN", {"default": True, "tooltip": "Trade compute for memory (full-size SVD on 24 GB)."}),
-        "filename_prefix": ("STRING", {"default": "reshoot", "tooltip": "Name inside models/loras/recapture/ (subfolders "
-                                       "allowed, never '..'); a counter is added, nothing is overwritten."}),
-    }
+    # The diffusers trainers' widgets; ComfyUI sets the compute dtype of its MODEL, so no autocast choice here.
+    widgets = {k: v for k, v in _training_inputs().items() if k != "mixed_precision"}
+    return {**widgets, "filename_prefix": ("STRING", {
+        "default": "reshoot", "tooltip": "Name inside models/loras/recapture/ (subfolders allowed, never '..'); a counter "
+                                         "is added, nothing is overwritten."})}
 
 
 SHARED = {
