@@ -1,11 +1,13 @@
 """ComfyUI's own MODEL + VAE + CONDITIONING as a training backbone of the masked fine-tuning.
 
 The trainers of :mod:`recapture_core.finetune` run here on a model a ComfyUI loader made
-(Image Only Checkpoint Loader for SVD), the way core's ``TrainLoraNode`` trains on any MODEL:
+(Image Only Checkpoint Loader for SVD, Load Diffusion Model for Wan), the way core's
+``TrainLoraNode`` trains on any MODEL:
 a clone of the model patcher gets one trainable ``comfy.weight_adapter`` LoRA per targeted
 Linear as a weight wrapper, ``comfy.model_management.load_models_gpu`` loads it (so ComfyUI
 evicts other models for it and the user's model is held once), and every step goes through a
-``Guider_Basic`` with the conditioning from ComfyUI's own nodes (``SVD_img2vid_Conditioning``).
+``Guider_Basic`` with the conditioning from ComfyUI's own nodes (``SVD_img2vid_Conditioning``,
+``CLIPTextEncode``). What differs between model families is one :class:`Family` record.
 Patches already on the MODEL (a spatial LoRA applied by the spatial trainer or a LoRA loader)
 stay underneath, frozen. The model's weights are never changed: adapters are wrappers on a
 clone, and the clone is unloaded when the job ends (success, error or interrupt).
@@ -18,30 +20,71 @@ import hashlib
 import json
 import logging
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 
 import comfy.model_management
 import comfy.samplers
 import torch
 
 from ..recapture_core.errors import ReCaptureInputError
-from ..recapture_core.finetune import TrainSettings, edm_loss_weight, lognormal_sigma, target_modules
+from ..recapture_core.finetune import (TrainSettings, edm_loss_weight, flow_loss_weight, lognormal_sigma,
+                                      target_modules, uniform_flow_sigma)
 from ..recapture_core.svd.lora import COMFY_KINDS
 
 log = logging.getLogger("recapture")
 HINT = "comfy_model"
 
 
-def _model_kind(model) -> str:
-    """The ComfyUI model class; only those the trainers know how to make 'spatial only' are taken."""
+@dataclass(frozen=True)
+class Family:
+    """What the trainers need to know about one family of ComfyUI video models."""
+
+    name: str
+    targets: dict  # LoRA kind -> regex over the diffusion model's module names
+    example_module: str  # for messages about ``targets``
+    frames_in_time: bool  # latents [B, C, f, h, w] (video DiTs); else frames on the batch axis (SVD's UNet)
+    conditioning: str  # where ``positive`` comes from, for messages
+    temporal_layers: bool  # separate temporal layers that "spatial only" switches off (else: single-frame clips)
+
+    def to_model(self, latents: torch.Tensor, single_frames: bool) -> torch.Tensor:
+        """``[f, C, h, w]`` -> the model's layout: SVD as is; a DiT ``[1, C, f, h, w]`` (or ``[f, C, 1, h, w]``:
+        f clips of one frame each)."""
+        if not self.frames_in_time:
+            return latents
+        return latents[:, :, None] if single_frames else latents.permute(1, 0, 2, 3)[None]
+
+    def from_model(self, x: torch.Tensor, single_frames: bool) -> torch.Tensor:
+        if not self.frames_in_time:
+            return x
+        return x[:, :, 0] if single_frames else x[0].permute(1, 0, 2, 3)
+
+
+_WAN_ATTENTION = r"blocks\.\d+\.self_attn\.(q|k|v|o)"
+SVD = Family("Stable Video Diffusion", COMFY_KINDS, "input_blocks.1.1.time_stack.0.attn1.to_q", False,
+             "SVD_img2vid_Conditioning (the first frame as init_image)", True)
+# Wan's DiT attends jointly over space and time: both LoRAs go into its self-attention; the spatial one
+# learns from single-frame clips (no frame sees another), the temporal one from the clip on top of it.
+WAN = Family("Wan", {"spatial": _WAN_ATTENTION, "temporal": _WAN_ATTENTION}, "blocks.0.self_attn.q", True,
+             "CLIPTextEncode with the Wan text encoder (umt5_xxl)", False)
+
+
+def family_of(model) -> Family:
+    """The family of a ComfyUI MODEL; models the trainers cannot drive are refused by name."""
     import comfy.model_base
 
     base = model.model
     if isinstance(base, comfy.model_base.SVD_img2vid):
-        return "svd"
+        return SVD
+    config = base.model_config.unet_config
+    if (isinstance(base, comfy.model_base.WAN21) and config.get("model_type") == "t2v"
+            and config.get("in_dim") == config.get("out_dim")):
+        return WAN
+    kind = f"{type(base).__name__} ({config.get('model_type')})" if config.get("model_type") else type(base).__name__
     raise ReCaptureInputError(
-        "model", f"is a {type(base).__name__} model; the trainers on ComfyUI's MODEL support Stable Video Diffusion so far",
-        "Load svd.safetensors or svd_xt.safetensors with 'Image Only Checkpoint Loader (img2vid model)', or use the "
-        "pack's own SVD loader and trainers.", HINT)
+        "model", f"is a {kind} model; the trainers on ComfyUI's MODEL take Stable Video Diffusion and Wan 2.x text-to-video "
+        "models so far", "Load svd_xt.safetensors with 'Image Only Checkpoint Loader (img2vid model)', or a Wan 2.1 / 2.2 "
+        "T2V model (e.g. wan2.1_t2v_1.3B_fp16.safetensors, wan2.2_ti2v_5B_fp16.safetensors) with 'Load Diffusion Model'.",
+        HINT)
 
 
 def architecture_id(model) -> str:
@@ -117,58 +160,73 @@ def _normal_tensors(value):
 
 
 class _Session:
-    """The EDM step through ComfyUI's sampling machinery (``model_wrap`` is the guider inside a sampler)."""
+    """One training step through ComfyUI's sampling machinery (``model_wrap`` is the guider inside a sampler).
 
-    def __init__(self, model_wrap, extra_args, parameters, device, weight_dtype: torch.dtype):
+    The objective follows the model's own sampling: EDM (SVD: log-normal σ, weight (σ²+σ_d²)/(σσ_d)²)
+    or rectified flow (Wan: σ from the model's shifted schedule, velocity loss = x0 error / σ²).
+    """
+
+    def __init__(self, model_wrap, extra_args, parameters, device, weight_dtype: torch.dtype, layout):
         self.model_wrap, self.extra_args, self.parameters, self.device = model_wrap, extra_args, parameters, device
         self.sampling = model_wrap.inner_model.model_sampling
+        self.flow = not hasattr(self.sampling, "sigma_data")
+        self.layout = layout  # (to_model, from_model) for [f, C, h, w] latents
         self.weight_dtype = str(weight_dtype).replace("torch.", "")
         self.computes_in_fp16 = device.type == "cuda" and weight_dtype == torch.float16
 
     def draw_sigma(self, generator, settings):
+        if self.flow:
+            return uniform_flow_sigma(generator, lambda u: float(self.sampling.percent_to_sigma(u)))
         return lognormal_sigma(generator, settings, float(self.sampling.sigma_min), float(self.sampling.sigma_max))
 
     def predict(self, latents, noise, sigma, prompt, generator):
-        sigmas = sigma.to(self.device).expand(latents.shape[0])
-        noisy = self.sampling.noise_scaling(sigmas, noise, latents, False)
-        denoised = self.model_wrap(noisy, sigmas, **self.extra_args)
-        return denoised, latents, edm_loss_weight(sigma, float(self.sampling.sigma_data))
+        to_model, from_model = self.layout
+        x0, noise = to_model(latents), to_model(noise)
+        sigmas = sigma.to(self.device).expand(x0.shape[0])
+        noisy = self.sampling.noise_scaling(sigmas, noise, x0, False)
+        denoised = from_model(self.model_wrap(noisy, sigmas, **self.extra_args))
+        weight = flow_loss_weight(sigma) if self.flow else edm_loss_weight(sigma, float(self.sampling.sigma_data))
+        return denoised, latents, weight
 
 
 class _Inside(comfy.samplers.Sampler):
     """A 'sampler' that runs ``job(session)`` once the guider has loaded the model and prepared the conditioning."""
 
-    def __init__(self, job, parameters):
-        self.job, self.parameters, self.result = job, parameters, None
+    def __init__(self, job, parameters, layout):
+        self.job, self.parameters, self.layout, self.result = job, parameters, layout, None
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
         base = model_wrap.inner_model
         weight_dtype = base.manual_cast_dtype or base.get_dtype()
         with torch.inference_mode(False), torch.enable_grad():
-            self.result = self.job(_Session(model_wrap, extra_args, self.parameters, noise.device, weight_dtype))
+            self.result = self.job(_Session(model_wrap, extra_args, self.parameters, noise.device, weight_dtype, self.layout))
         return torch.zeros_like(noise)
 
 
 def without_temporal_layers(patcher):
-    """A clone of ``patcher`` whose video UNet runs with the temporal layers off (see ``_spatial_only_wrapper``)."""
+    """A clone of ``patcher`` whose video UNet runs with the temporal layers off (SVD; see ``_spatial_only_wrapper``)."""
     patcher = patcher.clone()
     patcher.set_model_unet_function_wrapper(_spatial_only_wrapper(patcher.model_options.get("model_function_wrapper")))
     return patcher
 
 
-def run_with_model(patcher, positive, example_shape: tuple[int, ...], job, parameters=(), seed: int = 0):
-    """``job(session)`` with ``patcher`` loaded by ComfyUI and ``positive`` prepared for latents of ``example_shape``.
+def run_with_model(patcher, positive, example_shape: tuple[int, ...], job, parameters=(), seed: int = 0,
+                   single_frames: bool = False):
+    """``job(session)`` with ``patcher`` loaded by ComfyUI and ``positive`` prepared for latents ``[f, C, h, w]``
+    of ``example_shape`` (``single_frames``: f clips of one frame each, for a video DiT).
 
     The session predicts through ComfyUI's own sampling code (the conditioning nodes' outputs, the
     model's wrappers and patches), so anything a KSampler graph would apply applies here too.
     """
     from comfy_extras.nodes_custom_sampler import Guider_Basic
 
-    inside = _Inside(job, list(parameters))
+    family = family_of(patcher)
+    layout = (lambda x: family.to_model(x, single_frames), lambda x: family.from_model(x, single_frames))
+    inside = _Inside(job, list(parameters), layout)
     guider = Guider_Basic(patcher)
     guider.set_conds(_normal_tensors(positive))
-    empty = torch.zeros(example_shape)
+    empty = layout[0](torch.zeros(example_shape))
     guider.sample(empty, empty, inside, torch.tensor([1.0, 0.0]), seed=seed, disable_pbar=True)
     return inside.result
 
@@ -181,10 +239,9 @@ class ComfyModelTraining:
     """
 
     def __init__(self, model, vae, positive):
-        _model_kind(model)
+        self.family = family_of(model)
         if not isinstance(positive, list) or not positive:
-            raise ReCaptureInputError("positive", "holds no conditioning",
-                                      "Connect 'positive' of SVD_img2vid_Conditioning (the first frame as its init_image).")
+            raise ReCaptureInputError("positive", "holds no conditioning", f"Connect 'positive' of {self.family.conditioning}.")
         self.model, self.vae, self.positive = model, vae, positive
         self.name = type(model.model).__name__
         self.spatial_factor = int(vae.spacial_compression_encode())
@@ -192,31 +249,47 @@ class ComfyModelTraining:
         self.window = 10**6  # the conditioning is wired once, for the whole clip: one window
         self.losses: list[float] = []
 
-    def check_frames(self, frames, input_name):
-        # The VAE's factor times the UNet's downsampling (SVD: 8 x 8 = 64).
-        levels = len(self.model.model.model_config.unet_config.get("channel_mult", (1,)))
-        multiple = self.spatial_factor * 2 ** (levels - 1)
+    def size_multiple(self) -> int:
+        """Frame sides: the VAE's factor times the model's patch (Wan: 8 x 2) or UNet downsampling (SVD: 8 x 8)."""
+        config = self.model.model.model_config.unet_config
+        if self.family.frames_in_time:
+            return self.spatial_factor * int(config.get("patch_size", (1, 2, 2))[-1])
+        return self.spatial_factor * 2 ** (len(config.get("channel_mult", (1,))) - 1)
+
+    def check_frames(self, frames, input_name, clip=True):
+        multiple = self.size_multiple()
         height, width = int(frames.shape[1]), int(frames.shape[2])
         if height % multiple or width % multiple:
             fit_w, fit_h = max(multiple, round(width / multiple) * multiple), max(multiple, round(height / multiple) * multiple)
-            raise ReCaptureInputError(input_name, f"is {width}x{height}, but this model needs width and height in "
-                                      f"multiples of {multiple}", f"Resize or crop the video first, e.g. to {fit_w}x{fit_h} "
-                                      "(SVD-XT was trained at 1024x576), and give SVD_img2vid_Conditioning the same size.")
+            raise ReCaptureInputError(input_name, f"is {width}x{height}, but this {self.family.name} model needs width and "
+                                      f"height in multiples of {multiple}", f"Resize or crop the video first, e.g. to "
+                                      f"{fit_w}x{fit_h}, and give the conditioning node the same size.")
+        count, step = int(frames.shape[0]), self.temporal_factor
+        if clip and step > 1 and (count - 1) % step:
+            shorter, longer = (count - 1) // step * step + 1, ((count - 1) // step + 1) * step + 1
+            raise ReCaptureInputError(input_name, f"has {count} frames, but this {self.family.name} model's VAE takes "
+                                      f"{step}k+1 frames", f"Trim the video to {shorter} frames (or extend it to {longer}), "
+                                      "e.g. with the camera path's num_frames and ImageFromBatch.")
 
     def placed(self):
         return nullcontext()  # ComfyUI places the VAE and the model itself
 
     def encode(self, video, prompts, single_frames):
-        # SVD's VAE encodes frames one by one; the image prompt is the wired conditioning.
-        latents = self.vae.encode(video[..., :3])
-        return self.model.model.process_latent_in(latents.float())
+        # The image prompt is the wired conditioning; video [F, H, W, 3] -> latents [f, C, h, w].
+        if single_frames and self.family.frames_in_time:
+            latents = torch.cat([self.vae.encode(video[i:i + 1, ..., :3]) for i in range(video.shape[0])], dim=2)
+        else:
+            latents = self.vae.encode(video[..., :3])
+        latents = self.model.model.process_latent_in(latents.float())
+        return self.family.from_model(latents, False) if self.family.frames_in_time else latents
 
     def train(self, kind, settings: TrainSettings, spatial_only, example_shape, fit):
+        single_frames = spatial_only and not self.family.temporal_layers
         with torch.inference_mode(False):
-            patcher = without_temporal_layers(self.model) if spatial_only else self.model.clone()
+            use_wrapper = spatial_only and self.family.temporal_layers
+            patcher = without_temporal_layers(self.model) if use_wrapper else self.model.clone()
             diffusion_model = patcher.model.diffusion_model
-            names = target_modules(diffusion_model, settings.targets, COMFY_KINDS[kind],
-                                   "input_blocks.1.1.time_stack.0.attn1.to_q")
+            names = target_modules(diffusion_model, settings.targets, self.family.targets[kind], self.family.example_module)
             adapters = self._adapters(patcher, diffusion_model, names, settings)
             parameters = [p for a in adapters.values() for p in a.parameters() if p.requires_grad]
             try:
@@ -225,7 +298,8 @@ class ComfyModelTraining:
                     comfy.model_management.load_models_gpu([patcher], force_full_load=True)
                     for adapter in adapters.values():
                         adapter.to(patcher.load_device)
-                    self.losses = run_with_model(patcher, self.positive, example_shape, fit, parameters, settings.seed)
+                    self.losses = run_with_model(patcher, self.positive, example_shape, fit, parameters, settings.seed,
+                                                 single_frames)
             finally:
                 _unload(patcher, list(adapters.values()))
         state = {}

@@ -97,8 +97,8 @@ class TrainingBackbone(Protocol[Result]):
     temporal_factor: int  # video frames per latent frame after the first (1: none; Wan: 4, frames = 4k + 1)
     window: int  # the most latent frames one temporal training step takes
 
-    def check_frames(self, frames: torch.Tensor, input_name: str) -> None:
-        """Frame count and size rules of the model; a clear error naming the fix."""
+    def check_frames(self, frames: torch.Tensor, input_name: str, clip: bool = True) -> None:
+        """Frame size rules of the model, and with ``clip`` its frame-count rule; a clear error naming the fix."""
 
     def placed(self) -> ContextManager[None]:
         """The job's placement (encode and train inside it)."""
@@ -165,6 +165,19 @@ def lognormal_sigma(generator: torch.Generator, settings: TrainSettings, sigma_m
     return drawn.clamp(sigma_min, sigma_max)
 
 
+def uniform_flow_sigma(generator: torch.Generator, percent_to_sigma: Callable[[float], float],
+                       sigma_min: float = 1e-3) -> torch.Tensor:
+    """A rectified-flow training noise level: uniform in the model's schedule (``percent_to_sigma``, which
+    carries its shift), kept off 0 where the velocity weight 1/σ² has no limit. ``[1]``, CPU."""
+    drawn = float(torch.rand(1, generator=generator))
+    return torch.tensor([max(percent_to_sigma(drawn), sigma_min)])
+
+
+def flow_loss_weight(sigma: torch.Tensor) -> torch.Tensor:
+    """1/σ²: with x_σ = σ·noise + (1-σ)·x0, the velocity error is the x0 error divided by σ."""
+    return 1.0 / sigma**2
+
+
 def edm_loss_weight(sigma: torch.Tensor, sigma_data: float = 1.0) -> torch.Tensor:
     """EDM's λ(σ) = (σ² + σ_d²) / (σ·σ_d)², so every noise level contributes alike."""
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
@@ -219,7 +232,7 @@ def train_spatial(backbone: TrainingBackbone[Result], frames: torch.Tensor, sett
     Inputs are checked before the backbone is placed and training starts.
     """
     check_frames(frames, "frames")
-    backbone.check_frames(frames, "frames")
+    backbone.check_frames(frames, "frames", clip=False)  # single frames: any count
     settings.check()
     generator = torch.Generator().manual_seed(settings.seed)
     count = min(settings.frames_per_step, frames.shape[0])

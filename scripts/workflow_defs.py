@@ -191,6 +191,24 @@ def _svd_conditioning(node: str, image: list) -> dict:
     }
 
 
+def _sample_and_sdedit(model: list, spatial: list, positive: list, negative: list, latent: list, vae: list,
+                       cfg: tuple[float, float], ksampler: dict, prefix: str) -> dict:
+    """KSampler with both LoRAs, then SDEdit: re-noise part way and denoise with the spatial LoRA only (the paper's
+    refinement), decoded and saved. ``cfg``: the guidance of each."""
+    conditioning = {"positive": positive, "negative": negative}
+    return {
+        "sample": {"class_type": "KSampler", "inputs": {"model": model, **ksampler, "cfg": cfg[0], **conditioning,
+                                                        "latent_image": latent, "denoise": 1.0}},
+        "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": vae}},
+        "sdedit_latent": {"class_type": "VAEEncode", "inputs": {"pixels": ["decode", 0], "vae": vae}},
+        "sdedit": {"class_type": "KSampler", "inputs": {"model": spatial, **ksampler, "cfg": cfg[1],
+                                                        **conditioning, "latent_image": ["sdedit_latent", 0], "denoise": 0.3},
+                   "_meta": {"title": "KSampler (SDEdit, spatial LoRA only)"}},
+        "refined": {"class_type": "VAEDecode", "inputs": {"samples": ["sdedit", 0], "vae": vae}},
+        **_save_video("save_result", ["refined", 0], prefix),
+    }
+
+
 def full_comfy_model() -> Workflow:
     ksampler = {"seed": 0, "steps": 25, "sampler_name": "euler", "scheduler": "karras"}
     graph = {**_video_in(), **_depth_from_file(), **_camera("camera", "orbit left", 10.0),
@@ -207,19 +225,8 @@ def full_comfy_model() -> Workflow:
                                      "anchor": ["warp", 0], "valid_mask": ["warp", 1], **MODEL_TRAIN,
                                      "filename_prefix": "reshoot"}},
              "guidance": {"class_type": "VideoLinearCFGGuidance", "inputs": {"model": ["temporal", 0], "min_cfg": 1.0}},
-             "sample": {"class_type": "KSampler",
-                        "inputs": {"model": ["guidance", 0], **ksampler, "cfg": 2.5, "positive": ["anchor_conditioning", 0],
-                                   "negative": ["anchor_conditioning", 1], "latent_image": ["anchor_conditioning", 2],
-                                   "denoise": 1.0}},
-             "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["svd", 2]}},
-             # SDEdit: re-noise the result part way and denoise with the spatial LoRA only (the paper's refinement)
-             "sdedit_latent": {"class_type": "VAEEncode", "inputs": {"pixels": ["decode", 0], "vae": ["svd", 2]}},
-             "sdedit": {"class_type": "KSampler",
-                        "inputs": {"model": ["spatial", 0], **ksampler, "cfg": 1.0, "positive": ["anchor_conditioning", 0],
-                                   "negative": ["anchor_conditioning", 1], "latent_image": ["sdedit_latent", 0],
-                                   "denoise": 0.3}, "_meta": {"title": "KSampler (SDEdit, spatial LoRA only)"}},
-             "refined": {"class_type": "VAEDecode", "inputs": {"samples": ["sdedit", 0], "vae": ["svd", 2]}},
-             **_save_video("save_result", ["refined", 0], "recapture/comfy_svd/reshot")}
+             **_sample_and_sdedit(["guidance", 0], ["spatial", 0], ["anchor_conditioning", 0], ["anchor_conditioning", 1],
+                                  ["anchor_conditioning", 2], ["svd", 2], (2.5, 1.0), ksampler, "recapture/comfy_svd/reshot")}
     return Workflow("7_recapture_comfy_svd", "ReCapture 7: full method on ComfyUI's own SVD (its loader, KSampler, memory management)",
                     graph, [
                         "ReCapture on ComfyUI's own model: Image Only Checkpoint Loader loads svd_xt.safetensors once; the "
@@ -230,6 +237,65 @@ def full_comfy_model() -> Workflow:
                         f"Model: ComfyUI/models/checkpoints/{SVD_CHECKPOINT} (or svd.safetensors). The conditioning nodes take "
                         "the first frame (source video for the spatial LoRA, anchor video for the rest) and the video's own "
                         "size and length.", VIDEO_NOTE, CAMERA_NOTE])
+
+
+WAN_MODEL = "wan2.1_t2v_1.3B_fp16.safetensors"
+WAN_TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+WAN_VAE = "wan_2.1_vae.safetensors"
+WAN_FRAMES = 13  # Wan's VAE takes 4k+1 frames; the sample clip has 14
+
+
+def _trimmed(graph: dict, length: int) -> dict:
+    """The graph on the first ``length`` frames of the video and of the depth file (ImageFromBatch)."""
+    out = {}
+    for name, node in graph.items():
+        inputs = {k: (["clip", 0] if v == ["components", 0] else ["depth_clip", 0] if v == ["depth_file", 0] else v)
+                  for k, v in node["inputs"].items()}
+        out[name] = {**node, "inputs": inputs}
+        if name == "components":
+            out["clip"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["components", 0], "batch_index": 0, "length": length}}
+        if name == "depth_file":
+            out["depth_clip"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["depth_file", 0], "batch_index": 0, "length": length}}
+    return out
+
+
+def full_wan() -> Workflow:
+    ksampler = {"seed": 0, "steps": 30, "sampler_name": "uni_pc", "scheduler": "simple"}
+    prompt = "a small box gliding in front of a textured wall, steady camera"
+    anchor = {**_video_in(), **_depth_from_file(), **_camera("camera", "orbit left", 10.0),
+              **_warp("warp", "camera", {"depth": ["depth", 0]}), **_anchor_outputs("warp", "camera", "recapture/wan")}
+    anchor["camera"]["inputs"]["num_frames"] = WAN_FRAMES
+    graph = {**_trimmed(anchor, WAN_FRAMES),
+             "wan": {"class_type": "UNETLoader", "inputs": {"unet_name": WAN_MODEL, "weight_dtype": "default"}},
+             "text_encoder": {"class_type": "CLIPLoader", "inputs": {"clip_name": WAN_TEXT_ENCODER, "type": "wan", "device": "default"}},
+             "prompt": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["text_encoder", 0]}},
+             "negative": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry, distorted, static", "clip": ["text_encoder", 0]}},
+             "wan_vae": {"class_type": "VAELoader", "inputs": {"vae_name": WAN_VAE}},
+             "spatial": {"class_type": "ReCaptureSpatialLoRATrainModel",
+                         "inputs": {"model": ["wan", 0], "vae": ["wan_vae", 0], "positive": ["prompt", 0], "frames": ["clip", 0],
+                                    **MODEL_TRAIN, "filename_prefix": "reshoot_wan", "frames_per_step": 2}},
+             "temporal": {"class_type": "ReCaptureMaskedTemporalLoRATrainModel",
+                          "inputs": {"model": ["spatial", 0], "vae": ["wan_vae", 0], "positive": ["prompt", 0],
+                                     "anchor": ["warp", 0], "valid_mask": ["warp", 1], **MODEL_TRAIN,
+                                     "filename_prefix": "reshoot_wan"}},
+             "size": {"class_type": "GetImageSize", "inputs": {"image": ["warp", 0]}},
+             "latent": {"class_type": "EmptyHunyuanLatentVideo",
+                        "inputs": {"width": ["size", 0], "height": ["size", 1], "length": ["size", 2], "batch_size": 1}},
+             **_sample_and_sdedit(["temporal", 0], ["spatial", 0], ["prompt", 0], ["negative", 0], ["latent", 0],
+                                  ["wan_vae", 0], (5.0, 5.0), ksampler, "recapture/wan/reshot")}
+    return Workflow("8_recapture_wan", "ReCapture 8: full method on Wan 2.1 T2V 1.3B (ComfyUI's own Wan loaders and KSampler)",
+                    graph, [
+                        "ReCapture on Wan: both LoRAs train on the MODEL from Load Diffusion Model (Wan has no separate temporal "
+                        "layers: the spatial LoRA learns from single-frame clips, the temporal LoRA from the anchor clip on top "
+                        "of it, loss on valid pixels only, the mask reduced through the VAE's 4x temporal compression). Wan 2.1 "
+                        "T2V takes no image, so the prompt describes the scene and the LoRAs carry the video; sampling is a plain "
+                        "KSampler, SDEdit a second one on the spatial-LoRA MODEL with denoise 0.3.",
+                        f"Models (ComfyUI's Wan 2.1 template files): models/diffusion_models/{WAN_MODEL} (or "
+                        f"wan2.2_ti2v_5B_fp16.safetensors with wan2.2_vae.safetensors), models/text_encoders/{WAN_TEXT_ENCODER}, "
+                        f"models/vae/{WAN_VAE}. fp8 weights (weight_dtype) train too; the LoRAs stay float32.",
+                        f"Frames: Wan's VAE takes 4k+1 frames and sides in multiples of 16: this graph trims the 14-frame sample "
+                        f"to {WAN_FRAMES} (ImageFromBatch) and the camera path has {WAN_FRAMES} frames; the sample's 320x192 fits.",
+                        VIDEO_NOTE, CAMERA_NOTE])
 
 
 MULTIVIEW = {"mode": "fuse with warp", "hole_threshold": 0.35, "resolution": 0, "seed": 0, "steps": 20, "cfg": 4.0,
@@ -262,7 +328,7 @@ def large_orbit() -> Workflow:
 
 
 WORKFLOWS = [full_diffusers, full_checkpoint, large_orbit, depth_from_other_pack, train_once_render_many, anchor_preview,
-             full_comfy_model]
+             full_comfy_model, full_wan]
 
 
 def all_workflows() -> list[Workflow]:
@@ -279,7 +345,7 @@ def numbered(graph: dict) -> dict:
     return out
 
 
-def with_tiny_models(graph: dict, steps: int = 1, size: tuple[int, int] = (32, 24)) -> dict:
+def with_tiny_models(graph: dict, steps: int = 1, size: tuple[int, int] = (32, 32)) -> dict:
     """The same graph on the tests' tiny models: frames scaled down to ``size``, very few steps.
 
     The multiview model's CLIP vision comes from the test-only loader (tests/comfy_support): ComfyUI
@@ -303,6 +369,15 @@ def with_tiny_models(graph: dict, steps: int = 1, size: tuple[int, int] = (32, 2
             continue
         elif node["class_type"] == "ImageOnlyCheckpointLoader":
             inputs.update(ckpt_name="tiny_stable_zero123.safetensors")
+        elif node["class_type"] == "UNETLoader":
+            inputs.update(unet_name="tiny_wan2.1_t2v.safetensors")
+        elif node["class_type"] == "VAELoader":
+            inputs.update(vae_name="tiny_wan_2.1_vae.safetensors")
+        elif node["class_type"] == "CLIPLoader":
+            continue  # UMT5-XXL cannot be tiny: the test-only node below gives conditioning of its shape
+        elif node["class_type"] == "CLIPTextEncode":
+            out[node_id] = {"class_type": "ReCaptureTestWanText", "inputs": {"text": inputs["text"]}}
+            continue
         elif node["class_type"] == "ReCaptureMultiviewAnchor":
             out["tiny_clip_vision"] = {"class_type": "ReCaptureTestTinyCLIPVisionLoader",
                                        "inputs": {"clip_name": "tiny-clip-vision.safetensors"}}

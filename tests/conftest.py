@@ -46,6 +46,14 @@ def pack():
 
 
 @pytest.fixture(scope="session")
+def backbone_module(pack):
+    """The pack's ComfyUI-MODEL training backbone module (nodes/_comfy_backbone.py), as ComfyUI imports it."""
+    import importlib
+
+    return importlib.import_module(f"{pack.__name__}.nodes._comfy_backbone")
+
+
+@pytest.fixture(scope="session")
 def server_base_dir(tmp_path_factory) -> Path:
     """A fresh ComfyUI base directory for the test session: custom_nodes/recapture -> this repo,
     with tiny random-weight models in its model folders (tests/tiny_models.py) and the test-only

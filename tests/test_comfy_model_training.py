@@ -7,24 +7,16 @@ LoRA loading (what LoraLoaderModelOnly calls).
 """
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 import torch
 
 from helpers import interrupt_on_call
-from recapture_core.finetune import TrainSettings, latent_valid_mask, masked_mse, train_spatial, train_temporal
+from comfy_model_support import fingerprint, masked_loss, moving_clip, predictions, times_loaded, with_lora, wrappers_left
+from recapture_core.finetune import TrainSettings, train_spatial, train_temporal
 from tiny_comfy_models import load_clip_vision, make_clip_vision, make_stable_zero123_checkpoint, make_svd_model
 
 F, H, W = 4, 32, 32
 FAST = TrainSettings(steps=3, rank=4, alpha=4.0, learning_rate=1e-2, seed=2)
-
-
-@pytest.fixture(scope="module")
-def backbone_module(pack):
-    import importlib
-
-    return importlib.import_module(f"{pack.__name__}.nodes._comfy_backbone")
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +26,6 @@ def clip_vision(tmp_path_factory):
     return load_clip_vision(folder)
 
 
-def moving_clip(seed=4) -> torch.Tensor:
-    """A smooth pattern sliding right by 2 px a frame: ``[F, H, W, 3]``."""
-    y, x = torch.meshgrid(torch.arange(H).float(), torch.arange(W + 2 * F).float(), indexing="ij")
-    canvas = torch.stack([0.5 + 0.4 * torch.sin(x / 3 + seed), 0.5 + 0.4 * torch.cos(y / 4), 0.5 + 0.3 * torch.sin((x + y) / 5)], -1)
-    return torch.stack([canvas[:, 2 * f:2 * f + W] for f in range(F)])
 
 
 def hole_mask() -> torch.Tensor:
@@ -55,56 +42,6 @@ def conditioning(clip_vision, vae, first_frame):
     return positive
 
 
-def fingerprint(patcher) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(patcher.model.diffusion_model.state_dict().items()):
-        digest.update(name.encode() + str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def times_loaded(patcher) -> int:
-    import comfy.model_management
-
-    return sum(1 for loaded in comfy.model_management.current_loaded_models
-               if loaded.model is not None and loaded.model.model is patcher.model)
-
-
-def wrappers_left(patcher) -> int:
-    return sum(len(getattr(m, "weight_function", [])) for m in patcher.model.diffusion_model.modules())
-
-
-def predictions(module, patcher, positive, latents, sigmas=(0.3, 1.0, 3.0), seed=11, spatial=False):
-    """The model's denoised estimates of ``latents`` at fixed noise levels and noise (through ComfyUI's sampling code)."""
-    generator = torch.Generator().manual_seed(seed)
-    noises = [torch.randn(latents.shape, generator=generator) for _ in sigmas]
-    if spatial:
-        patcher = module.without_temporal_layers(patcher)
-
-    def job(session):
-        with torch.no_grad():
-            return [session.predict(latents.to(session.device), noise.to(session.device), torch.tensor([s]), 0, generator)
-                    for s, noise in zip(sigmas, noises)]
-
-    return module.run_with_model(patcher, positive, tuple(latents.shape), job)
-
-
-def masked_loss(module, patcher, vae, positive, video, valid):
-    from recapture_core.masks import fill_holes
-
-    training = module.ComfyModelTraining(patcher, vae, positive)
-    with torch.inference_mode(False), torch.no_grad():
-        latents = training.encode(fill_holes(video.clone(), valid), [0], False)
-    cells = latent_valid_mask(valid, training.spatial_factor)
-    return sum(float(masked_mse(*out, cells)) for out in predictions(module, patcher, positive, latents)) / 3
-
-
-def with_lora(patcher, state):
-    import comfy.sd
-
-    return comfy.sd.load_lora_for_models(patcher, None, state, 1.0, 0)[0]
-
-
 @pytest.fixture(scope="module")
 def svd_fp16():
     return make_svd_model(seed=0, dtype=torch.float16)
@@ -112,7 +49,7 @@ def svd_fp16():
 
 def test_temporal_training_lowers_the_masked_loss_in_fp16(backbone_module, svd_fp16, clip_vision):
     patcher, vae = svd_fp16
-    anchor, valid = moving_clip(), hole_mask()
+    anchor, valid = moving_clip(F, H, W), hole_mask()
     positive = conditioning(clip_vision, vae, anchor[0])
     training = backbone_module.ComfyModelTraining(patcher, vae, positive)
     settings = TrainSettings(steps=60, rank=16, alpha=16.0, learning_rate=1e-2, seed=1)
@@ -130,7 +67,7 @@ def test_temporal_training_lowers_the_masked_loss_in_fp16(backbone_module, svd_f
 
 def test_hole_pixels_have_exactly_zero_effect(backbone_module, svd_fp16, clip_vision):
     patcher, vae = svd_fp16
-    anchor, valid = moving_clip(), hole_mask()
+    anchor, valid = moving_clip(F, H, W), hole_mask()
     scrambled = anchor.clone()
     scrambled[valid < 1] = torch.rand(int((valid < 1).sum()), 3, generator=torch.Generator().manual_seed(9))
     positive = conditioning(clip_vision, vae, anchor[0])
@@ -150,7 +87,7 @@ def test_hole_pixels_have_exactly_zero_effect(backbone_module, svd_fp16, clip_vi
 
 def test_the_spatial_path_keeps_frames_independent(backbone_module, svd_fp16, clip_vision):
     patcher, vae = svd_fp16
-    positive = conditioning(clip_vision, vae, moving_clip()[0])
+    positive = conditioning(clip_vision, vae, moving_clip(F, H, W)[0])
     latents = torch.randn(F, 4, H // 8, W // 8, generator=torch.Generator().manual_seed(0))
     other = latents.clone()
     other[1:] = torch.randn(F - 1, 4, H // 8, W // 8, generator=torch.Generator().manual_seed(1))
@@ -162,7 +99,7 @@ def test_the_spatial_path_keeps_frames_independent(backbone_module, svd_fp16, cl
 
 def test_spatial_lora_trains_spatial_attention_and_stays_under_the_temporal_one(backbone_module, svd_fp16, clip_vision):
     patcher, vae = svd_fp16
-    frames = moving_clip(seed=7)
+    frames = moving_clip(F, H, W, seed=7)
     positive = conditioning(clip_vision, vae, frames[0])
     with torch.inference_mode(False):
         spatial = train_spatial(backbone_module.ComfyModelTraining(patcher, vae, positive), frames, FAST)
@@ -184,7 +121,7 @@ def test_every_key_loads_through_comfyuis_lora_code_and_reproduces_the_trained_m
     from comfy.weight_adapter.lora import LoRAAdapter
 
     patcher, vae = make_svd_model(seed=3, dtype=torch.float32)
-    frames = moving_clip()
+    frames = moving_clip(F, H, W)
     positive = conditioning(clip_vision, vae, frames[0])
     with torch.inference_mode(False):
         state = train_temporal(backbone_module.ComfyModelTraining(patcher, vae, positive), frames, hole_mask(), FAST)
@@ -207,7 +144,7 @@ def test_every_key_loads_through_comfyuis_lora_code_and_reproduces_the_trained_m
 
 def test_the_model_is_left_as_it_was_after_success_error_and_interrupt(backbone_module, svd_fp16, clip_vision):
     patcher, vae = svd_fp16
-    frames = moving_clip()
+    frames = moving_clip(F, H, W)
     positive = conditioning(clip_vision, vae, frames[0])
     before = fingerprint(patcher)
     flags = [p.requires_grad for p in patcher.model.diffusion_model.parameters()]
@@ -228,7 +165,7 @@ def test_the_model_is_left_as_it_was_after_success_error_and_interrupt(backbone_
 
 def test_a_frame_size_the_model_cannot_take_is_refused_before_training(backbone_module, svd_fp16, clip_vision):
     patcher, vae = svd_fp16
-    positive = conditioning(clip_vision, vae, moving_clip()[0])
+    positive = conditioning(clip_vision, vae, moving_clip(F, H, W)[0])
     training = backbone_module.ComfyModelTraining(patcher, vae, positive)
     with pytest.raises(Exception, match=r"anchor.*30x30.*multiples of 8.*32x32"):
         train_temporal(training, torch.rand(F, 30, 30, 3), torch.ones(F, 30, 30), FAST)

@@ -76,3 +76,32 @@ def test_an_unsafe_lora_name_is_refused_before_training(comfy_server):
     graph = graph_in("fp32", "../outside")
     with pytest.raises(PromptFailed, match=r"input 'filename_prefix'"):
         comfy_server.run(graph)
+
+
+@pytest.mark.parametrize("weight_dtype", ["default", "fp8_e4m3fn"])
+def test_workflow_8_trains_wan_through_comfyuis_loaders(comfy_server, weight_dtype):
+    from workflow_defs import full_wan
+
+    prefix = f"wan_{weight_dtype}"
+    graph = with_tiny_models(full_wan().graph)
+    graph["wan"]["inputs"]["weight_dtype"] = weight_dtype
+    for node in ("spatial", "temporal"):
+        graph[node]["inputs"].update(filename_prefix=prefix, steps=2)
+    entry = comfy_server.run(graph, timeout_s=900)
+    assert entry["outputs"]["save_result"]["images"]
+    loras = comfy_server.base_dir / "models" / "loras" / "recapture"
+    for kind in ("spatial", "temporal"):
+        with safe_open(str(loras / f"{prefix}_{kind}_00001_comfyui.safetensors"), framework="pt") as handle:
+            assert handle.metadata()["recapture_model"] == "WAN21"
+            assert {k.split(".")[3] for k in handle.keys()} == {"self_attn"}
+
+
+def test_a_wan_clip_of_the_wrong_length_is_refused_with_the_fix(comfy_server):
+    from workflow_defs import full_wan
+
+    graph = with_tiny_models(full_wan().graph)
+    graph["clip"]["inputs"]["length"] = 12
+    graph["depth_clip"]["inputs"]["length"] = 12
+    graph["camera"]["inputs"]["num_frames"] = 12
+    with pytest.raises(PromptFailed, match=r"input 'anchor': has 12 frames.*4k\+1.*Trim the video to 9 frames \(or extend it to 13\)"):
+        comfy_server.run(graph)

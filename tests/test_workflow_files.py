@@ -75,7 +75,9 @@ def test_structure_links_and_widget_values(path, object_info, pack):
 
     definition = numbered(DEFINITIONS[path.stem].graph)
     folder_lists = dict(FOLDER_LISTS)
-    folder_lists["ImageOnlyCheckpointLoader"] = ("ckpt_name",)  # ComfyUI's own loader: a model file the user adds
+    # ComfyUI's own loaders: model files the user adds
+    folder_lists.update(ImageOnlyCheckpointLoader=("ckpt_name",), UNETLoader=("unet_name",), CLIPLoader=("clip_name",),
+                        VAELoader=("vae_name",))
     for node in nodes.values():
         if node["type"] == "Note":
             continue

@@ -178,3 +178,51 @@ def _video_unet_model(config, seed: int, dtype: torch.dtype, fan_in: bool = Fals
     # after the VAE), so a clip is a target a model can learn rather than noise around zero.
     vae_sd["vae_scale"], vae_sd["vae_shift"] = torch.tensor(0.03 if fan_in else 1.0), torch.tensor(0.0)
     return patcher, comfy.sd.VAE(sd=vae_sd)
+
+
+# Wan 2.1 as ComfyUI's own loaders read it. Load Diffusion Model detects a Wan DiT from its shapes (dim from
+# head.modulation, 128 channels per head, layer count, ffn width; the text projection stays 4096 wide), so a
+# 1-head, 2-layer model loads through the real loader. Load VAE reads the Wan 2.1 VAE's base width from
+# decoder.head.0.gamma (the channel multipliers, 16 latent channels, 8x spatial and 4x causal temporal
+# compression are fixed), so an 8-wide VAE loads too. The UMT5-XXL text encoder cannot be tiny (its config
+# is fixed at 4096 x 24 layers): tests hand over text conditioning of its shape with a test-only node.
+WAN_TEXT_DIM = 4096
+TINY_WAN = {"model_type": "t2v", "patch_size": (1, 2, 2), "text_len": 512, "in_dim": 16, "dim": 128, "ffn_dim": 256,
+            "freq_dim": 256, "text_dim": WAN_TEXT_DIM, "out_dim": 16, "num_heads": 1, "num_layers": 2}
+TINY_WAN_VAE_DIM = 8
+TINY_WAN_FILES = {"model": "tiny_wan2.1_t2v.safetensors", "vae": "tiny_wan_2.1_vae.safetensors"}
+
+
+def make_wan21_t2v(path: Path, seed: int = 0, dtype: torch.dtype = torch.float16) -> Path:
+    """A tiny Wan 2.1 T2V diffusion model file, as ``wan2.1_t2v_1.3B_fp16.safetensors`` is laid out."""
+    import comfy.ops
+    from comfy.ldm.wan.model import WanModel
+    from safetensors.torch import save_file
+
+    with torch.device("meta"):
+        model = WanModel(**TINY_WAN, device="meta", operations=comfy.ops.disable_weight_init)
+    weights = _randomize(model.state_dict(), seed, fan_in=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.to(dtype).contiguous() for k, v in weights.items()}, str(path))
+    return path
+
+
+def make_wan21_vae(path: Path, seed: int = 0) -> Path:
+    """A tiny Wan 2.1 VAE file (``wan_2.1_vae.safetensors``'s layout at base width 8)."""
+    from comfy.ldm.wan.vae import WanVAE
+    from safetensors.torch import save_file
+
+    with torch.device("meta"):
+        vae = WanVAE(dim=TINY_WAN_VAE_DIM, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                     temperal_downsample=[False, True, True], dropout=0.0)
+    weights = _randomize(vae.state_dict(), seed, fan_in=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
+    return path
+
+
+def wan_text_conditioning(text: str, tokens: int = 8):
+    """CONDITIONING shaped as CLIPTextEncode's with UMT5-XXL (``[1, tokens, 4096]``), seeded by the text."""
+    seed = int.from_bytes(text.encode()[:8].ljust(8, b"\0"), "little") % (2**31)
+    cond = torch.randn(1, tokens, WAN_TEXT_DIM, generator=torch.Generator().manual_seed(seed)) * 0.1
+    return [[cond, {}]]

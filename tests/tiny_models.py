@@ -54,10 +54,13 @@ def populate_models(models_dir: Path) -> None:
         make_depth_model(models_dir / "depth" / f"tiny-{family}", family)
     folder = make_svd_folder(models_dir / "diffusers" / "tiny-svd")
     make_svd_checkpoint(folder, models_dir / "checkpoints" / "tiny_svd.safetensors")
-    from tiny_comfy_models import make_clip_vision, make_stable_zero123_checkpoint
+    from tiny_comfy_models import (TINY_WAN_FILES, make_clip_vision, make_stable_zero123_checkpoint, make_wan21_t2v,
+                                   make_wan21_vae)
 
     make_stable_zero123_checkpoint(models_dir / "checkpoints" / "tiny_stable_zero123.safetensors")
     make_clip_vision(models_dir / "clip_vision")
+    make_wan21_t2v(models_dir / "diffusion_models" / TINY_WAN_FILES["model"])
+    make_wan21_vae(models_dir / "vae" / TINY_WAN_FILES["vae"])
 
 
 def make_svd_checkpoint(folder: Path, path: Path) -> Path:

@@ -100,7 +100,7 @@ class DiffusersSVDTraining:
         self._requested, self._on_device = device, on_device
         self.prompts = self.embeds = None
 
-    def check_frames(self, frames, input_name):
+    def check_frames(self, frames, input_name, clip=True):
         self.backbone.check_frames(frames, input_name)
 
     @contextmanager

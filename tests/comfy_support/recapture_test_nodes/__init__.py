@@ -63,6 +63,26 @@ class ReCaptureTestTinySVDLoader:
         return (model, ReCaptureTestTinyCLIPVisionLoader().load(clip_name)[0], vae)
 
 
+class ReCaptureTestWanText:
+    """Stands in for CLIPLoader (umt5_xxl, type wan) + CLIPTextEncode: UMT5-XXL cannot be built tiny."""
+
+    CATEGORY = "testing"
+    FUNCTION = "encode"
+    RETURN_TYPES = ("CONDITIONING",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"multiline": True})}}
+
+    def encode(self, text):
+        tests = str(Path(__file__).resolve().parents[2])
+        if tests not in sys.path:
+            sys.path.append(tests)
+        from tiny_comfy_models import wan_text_conditioning
+
+        return (wan_text_conditioning(text),)
+
+
 class ReCaptureTestForeignValue:
     CATEGORY = "testing"
     FUNCTION = "make"
@@ -89,4 +109,5 @@ class ReCaptureTestForeignValue:
 
 NODE_CLASS_MAPPINGS = {"ReCaptureTestTinyCLIPVisionLoader": ReCaptureTestTinyCLIPVisionLoader,
                        "ReCaptureTestTinySVDLoader": ReCaptureTestTinySVDLoader,
+                       "ReCaptureTestWanText": ReCaptureTestWanText,
                        "ReCaptureTestForeignValue": ReCaptureTestForeignValue}
