@@ -1,9 +1,9 @@
-"""LoRA training figures: trainable parameters on the full SVD-XT UNet, step time on the tiny model.
+"""LoRA training figures: trainable parameters on the full SVD-XT UNet and Wan DiTs, step time on the tiny model.
 
     .venv/bin/python bench/train.py [--out bench/results/train_cpu.json] [--full-size --device cuda]
 
-Parameter counts use the full SVD-XT UNet architecture on the meta device (no weights, no
-memory). Step times run spatial and temporal training side by side on the tiny test model in
+Parameter counts use the full SVD-XT UNet architecture and ComfyUI's Wan 2.1 1.3B / Wan 2.2 5B DiTs
+(the modules the MODEL-path trainers target) on the meta device (no weights, no memory). Step times run spatial and temporal training side by side on the tiny test model in
 one process. With --full-size (needs a GPU), the full SVD-XT architecture with random weights
 trains at 14 frames of 576x1024 in bf16 with gradient checkpointing: seconds per step and peak
 memory.
@@ -49,6 +49,51 @@ def lora_parameter_counts(rank: int = 16) -> dict:
         count = sum(p.numel() for n, p in unet.named_parameters() if f".{kind}." in n and "lora_" in n)
         out[kind] = {"modules": len(modules), "trainable_parameters": count, "share_of_unet": count / total}
     return out
+
+
+#: ComfyUI's WanModel configs of the released files (what Load Diffusion Model detects from their shapes).
+WAN_DITS = {
+    "wan2.1_t2v_1.3B": dict(model_type="t2v", dim=1536, ffn_dim=8960, num_heads=12, num_layers=30, in_dim=16, out_dim=16),
+    "wan2.2_ti2v_5B": dict(model_type="t2v", dim=3072, ffn_dim=14336, num_heads=24, num_layers=30, in_dim=48, out_dim=48),
+}
+
+
+def wan_lora_parameter_counts(rank: int = 16) -> dict:
+    """Trainable parameters of the spatial and temporal LoRAs on the Wan DiTs (both in the self-attention)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import comfy_host
+
+    sys.path.insert(1, comfy_host.host_paths()["COMFYUI_DIR"])
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import comfy.ops
+    from comfy.ldm.wan.model import WanModel
+
+    pack = comfy_host.import_pack("recapture_bench_pack")
+    from importlib import import_module
+
+    family = import_module(f"{pack.__name__}.nodes._comfy_backbone").WAN
+    from recapture_core.finetune import target_modules
+
+    out = {}
+    for name, config in WAN_DITS.items():
+        with torch.device("meta"):
+            model = WanModel(**config, device="meta", operations=comfy.ops.disable_weight_init)
+        total = sum(p.numel() for p in model.parameters())
+        entry = {"dit_parameters": total}
+        for kind, pattern in family.targets.items():
+            modules = [model.get_submodule(n) for n in target_modules(model, "", pattern, family.example_module)]
+            count = sum(rank * (m.in_features + m.out_features) for m in modules)
+            entry[kind] = {"modules": len(modules), "trainable_parameters": count, "share_of_dit": count / total}
+        out[name] = entry
+    return out
+
+
+UNMEASURED = {
+    "svd_xt_14x576x1024_bf16": "unmeasured: no GPU was lent to the sessions so far (run with --full-size on one)",
+    "wan2.1_t2v_1.3B_33x480x832_bf16": "unmeasured: no GPU was lent; the MODEL-path step on full-size Wan is not written yet",
+}
 
 
 def tiny_step_times(steps: int) -> dict:
@@ -123,12 +168,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     result = {"bench": "train", "machine": machine(),
-              "lora_parameters_svd_xt_rank16": lora_parameter_counts()}
+              "lora_parameters_svd_xt_rank16": lora_parameter_counts(),
+              "lora_parameters_wan_rank16": wan_lora_parameter_counts()}
     if args.full_size:
         result["full_size"] = full_size_step(args.device, args.steps)
         out = args.out or REPO / "bench" / "results" / "train_gpu.json"
     else:
         result["tiny_cpu"] = tiny_step_times(args.steps)
+        result["full_size_gpu"] = UNMEASURED
         out = args.out or REPO / "bench" / "results" / "train_cpu.json"
     write_result(result, out)
     return 0
