@@ -1,10 +1,12 @@
-"""Write workflows/*.json from scripts/workflow_defs.py, saved by ComfyUI's own frontend.
+"""Write workflows/*.json from scripts/workflow_defs.py, saved by ComfyUI's own frontend, with thumbnails.
 
     .venv/bin/python scripts/build_workflows.py
 
 Starts ComfyUI with the pack, opens its frontend in headless Chromium, loads each API graph
 (``app.loadApiJson``, which lays the nodes out), adds the notes, and writes what
-``app.graph.serialize()`` returns: the same file a user gets from "Save" in the menu.
+``app.graph.serialize()`` returns: the same file a user gets from "Save" in the menu. Then it fits
+the whole graph into the view and saves a screenshot as ``workflows/<name>.jpg``, the thumbnail
+ComfyUI's template browser shows beside a pack's workflow of the same name.
 """
 from __future__ import annotations
 
@@ -64,6 +66,46 @@ async ([api, notes, title]) => {
 """
 
 
+FIT_GRAPH = """
+async () => {
+    const nodes = app.graph._nodes;
+    const title = LiteGraph.NODE_TITLE_HEIGHT || 30;
+    const left = Math.min(...nodes.map(n => n.pos[0])), right = Math.max(...nodes.map(n => n.pos[0] + n.size[0]));
+    const top = Math.min(...nodes.map(n => n.pos[1] - title)), bottom = Math.max(...nodes.map(n => n.pos[1] + n.size[1]));
+    const canvas = app.canvas.canvas;
+    const ratio = window.devicePixelRatio || 1;
+    const width = canvas.width / ratio, height = canvas.height / ratio, margin = 30;
+    const scale = Math.min((width - 2 * margin) / (right - left), (height - 2 * margin) / (bottom - top));
+    app.canvas.ds.scale = scale;
+    app.canvas.ds.offset = [margin / scale - left, margin / scale - top];
+    app.canvas.show_info = false;  // no render statistics in the corner
+    app.canvas.min_font_size_for_lod = 0;  // node titles and widgets even when zoomed out (no level of detail)
+    app.canvas.setDirty(true, true);
+    app.canvas.draw(true, true);
+    await new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+    // The canvas bitmap itself (dialogs and banners the frontend lays over it are not in it), cropped to the graph.
+    const crop = [0, 0, Math.ceil((right - left) * scale + 2 * margin), Math.ceil((bottom - top) * scale + 2 * margin)];
+    return [canvas.toDataURL("image/png"), crop.map(v => v * ratio)];
+}
+"""
+THUMBNAIL_WIDTH = 800
+
+
+def save_thumbnail(page, out) -> None:
+    """The graph canvas as JPEG, THUMBNAIL_WIDTH px wide (the whole graph fitted into the view first)."""
+    import io
+
+    from PIL import Image
+
+    import base64
+
+    data_url, crop = page.evaluate(FIT_GRAPH)
+    shot = Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB")
+    shot = shot.crop(tuple(min(int(v), limit) for v, limit in zip(crop, (shot.width, shot.height) * 2)))
+    height = round(shot.height * THUMBNAIL_WIDTH / shot.width)
+    shot.resize((THUMBNAIL_WIDTH, height), Image.LANCZOS).save(out, "JPEG", quality=85)
+
+
 def main() -> int:
     paths = host_paths()
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +118,8 @@ def main() -> int:
                     saved.setdefault("extra", {})["recapture"] = {"needs_models": workflow.needs_models}
                     out = REPO / "workflows" / f"{workflow.name}.json"
                     out.write_text(json.dumps(saved, indent=1) + "\n")
-                    print(f"wrote {out.relative_to(REPO)} ({len(saved['nodes'])} nodes)")
+                    save_thumbnail(page, out.with_suffix(".jpg"))
+                    print(f"wrote {out.relative_to(REPO)} ({len(saved['nodes'])} nodes) and its thumbnail")
                 if page.page_errors:
                     print("frontend errors:", *page.page_errors, sep="\n  ")
     return 0

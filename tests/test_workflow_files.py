@@ -99,6 +99,22 @@ def test_the_pack_offers_its_workflows_as_templates(comfy_server):
     assert sorted(templates.get("recapture", [])) == sorted(p.stem for p in WORKFLOWS)
 
 
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_every_workflow_has_a_thumbnail_the_template_browser_is_served(path, comfy_server):
+    """``<name>.jpg`` beside ``<name>.json`` (the template browser's thumbnail), a picture of the graph."""
+    import io
+    import urllib.request
+
+    from PIL import Image, ImageStat
+
+    with urllib.request.urlopen(f"{comfy_server.url}/api/workflow_templates/recapture/{path.stem}.jpg", timeout=30) as reply:
+        served = reply.read()
+    assert served == path.with_suffix(".jpg").read_bytes()
+    image = Image.open(io.BytesIO(served))
+    assert image.format == "JPEG" and image.width == 800 and 100 <= image.height <= 800
+    assert max(ImageStat.Stat(image.convert("L")).stddev) > 10  # not one flat colour: nodes and links are drawn
+
+
 @pytest.fixture(scope="module")
 def frontend_results(comfy_server):
     """Every workflow file loaded into the real frontend and converted to API format; the browser is
