@@ -7,6 +7,7 @@ from ..recapture_core.depth import IMAGE_READINGS, depth_from_image
 from ..recapture_core.errors import ReCaptureInputError
 from ..recapture_core.warp import EDGE_THRESHOLD, HOLE_FILLS, anchor_from_depth, feasibility_report
 from . import _comfy
+from .depth import IMAGE_ALIGNMENT_INPUT
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +49,18 @@ class ReCapturePointCloudWarp:
                             "tooltip": "How to read depth_image (ignored for DEPTH)."}),
                 "near": ("FLOAT", {"default": 0.5, "min": 1e-3, "max": 1e5, "step": 0.001, "tooltip": "Metric readings: nearest distance."}),
                 "far": ("FLOAT", {"default": 20.0, "min": 1e-3, "max": 1e5, "step": 0.001, "tooltip": "Metric readings: farthest distance."}),
+                "temporal_consistency": IMAGE_ALIGNMENT_INPUT,  # last: workflows saved before it keep their widget values
             },
         }
 
     def warp(self, frames, trajectory, match_subject_distance, edge_threshold, hole_dilation, hole_fill, warn_above,
-             depth=None, depth_image=None, reading="disparity, bright = near", near=0.5, far=20.0):
+             depth=None, depth_image=None, reading="disparity, bright = near", near=0.5, far=20.0, temporal_consistency=True):
         if (depth is None) == (depth_image is None):
             raise ReCaptureInputError("depth", "connect exactly one of depth (DEPTH) or depth_image (IMAGE)",
                                       "Use DepthEstimate, Depth From Image, or a depth-map IMAGE from another pack.")
         if depth is None:
-            depth = depth_from_image(depth_image, reading, near, far, size=tuple(frames.shape[1:3]))
+            depth = depth_from_image(depth_image, reading, near, far, size=tuple(frames.shape[1:3]),
+                                     align_frames=temporal_consistency, check_interrupt=_comfy.check_interrupt)
         result = anchor_from_depth(frames, depth, trajectory, match_subject_distance=match_subject_distance,
                                    edge_threshold=edge_threshold, hole_dilation=hole_dilation, hole_fill=hole_fill,
                                    device=_comfy.device(), progress=_comfy.progress(frames.shape[0]),

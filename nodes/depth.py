@@ -15,6 +15,12 @@ DEPTH_TOOLTIP = "Per-frame depth [frames, height, width] at the video's size, pl
 PREVIEW_TOOLTIP = "Colour-mapped depth, near = bright, one scale for the whole clip."
 TEMPORAL_TOOLTIP = ("Remove per-frame scale flicker: fit each frame's depth to its neighbours by a robust least-squares "
                     "scale (and shift for relative depth / disparity).")
+#: Depth packs normalise every frame's map to 0..1 on its own: on by default wherever depth arrives as an IMAGE.
+IMAGE_ALIGNMENT_INPUT = ("BOOLEAN", {"default": True, "tooltip": (
+    "Make the maps one consistent clip. Depth packs (Depth Anything, MiDaS preprocessors) stretch each frame's map to "
+    "0..1 on its own, so a grey value means another depth in every frame: relative readings are fitted frame by frame "
+    "(scale and shift, robustly, to the frames before) and the clip re-stretched to 0..1 as one; metric readings get "
+    "a scale per frame. Turn off for maps already consistent across the clip (a depth file you made, exact depth).")})
 
 
 
@@ -100,7 +106,7 @@ class ReCaptureDepthFromImage(_DepthOutput):
                                    "tooltip": "Metric readings only: distance of the nearest value, in scene units (metres)."}),
                 "far": ("FLOAT", {"default": 20.0, "min": 1e-3, "max": 1e5, "step": 0.001,
                                   "tooltip": "Metric readings only: distance of the farthest value."}),
-                "temporal_consistency": ("BOOLEAN", {"default": False, "tooltip": TEMPORAL_TOOLTIP}),
+                "temporal_consistency": IMAGE_ALIGNMENT_INPUT,
             },
             "optional": {"frames": ("IMAGE", {"tooltip": "Optional: the video; the depth is resized to its size when they differ."})},
         }
@@ -112,7 +118,8 @@ class ReCaptureDepthFromImage(_DepthOutput):
                                       "Give one depth map per video frame: the depth made from this video. After swapping "
                                       "the video in a sample workflow, replace its depth file by DepthEstimate on the new "
                                       "frames (or your depth pack's output).")
-        depth = _maybe_align(depth_from_image(depth_image, reading, near, far, size), temporal_consistency)
+        depth = depth_from_image(depth_image, reading, near, far, size, align_frames=temporal_consistency,
+                                 progress=_comfy.progress(depth_image.shape[0]), check_interrupt=_comfy.check_interrupt)
         return (depth, colorize_depth(depth))
 
 

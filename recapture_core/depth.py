@@ -149,7 +149,8 @@ def dequantise(grey: torch.Tensor, step: float, sigma: float = DEQUANTISE_SIGMA)
 
 
 def depth_from_image(image: torch.Tensor, reading: str, near: float = 0.5, far: float = 20.0,
-                     size: tuple[int, int] | None = None, input_name: str = "depth_image") -> DepthMaps:
+                     size: tuple[int, int] | None = None, input_name: str = "depth_image", align_frames: bool = False,
+                     progress=None, check_interrupt=None) -> DepthMaps:
     """Turn a depth-map IMAGE ``[F, h, w, 3]`` (0..1, grey) from any depth pack into DepthMaps.
 
     A map on an 8- or 16-bit grid (what depth packs save and Load Image reads) is dequantised first
@@ -159,6 +160,9 @@ def depth_from_image(image: torch.Tensor, reading: str, near: float = 0.5, far: 
         reading: one of ``IMAGE_READINGS``; metric readings map 0..1 linearly onto ``near..far``
             (scene units), relative ones onto ``RELATIVE_FLOOR..1``.
         size: ``(H, W)`` of the video; the map is resized bilinearly when it differs.
+        align_frames: make the frames consistent with each other: relative readings as maps normalised
+            frame by frame (:func:`align_normalised_maps`), metric ones by a scale per frame
+            (:func:`align_depth_temporally`).
     """
     if reading not in IMAGE_READINGS:
         raise ReCaptureInputError("reading", f"unknown reading {reading!r}", f"Choose one of: {', '.join(IMAGE_READINGS)}.")
@@ -178,13 +182,18 @@ def depth_from_image(image: torch.Tensor, reading: str, near: float = 0.5, far: 
     step = quantisation_step(grey)
     if step is not None:
         grey = dequantise(grey, step)
+    if align_frames and kind != "metric":
+        grey = align_normalised_maps(grey, progress=progress, check_interrupt=check_interrupt)[0]
     if size is not None and tuple(grey.shape[1:]) != tuple(size):
         log.info("depth map is %dx%d, video is %dx%d: resizing the depth map bilinearly",
                  grey.shape[2], grey.shape[1], size[1], size[0])
         grey = torch.nn.functional.interpolate(grey[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     if kind == "metric":
         t = 1.0 - grey if bright_is_near else grey
-        return DepthMaps(near + t * (far - near), "metric")
+        depth = DepthMaps(near + t * (far - near), "metric")
+        if align_frames:
+            depth = align_depth_temporally(depth, progress=progress, check_interrupt=check_interrupt)[0]
+        return depth
     return DepthMaps(RELATIVE_FLOOR + (1.0 - RELATIVE_FLOOR) * grey, kind)
 
 
@@ -201,20 +210,43 @@ def _log_scale_fit(source: torch.Tensor, target: torch.Tensor) -> float:
     return float(torch.exp((target.log() - source.log()).median()))
 
 
-def _robust_affine_fit(source: torch.Tensor, target: torch.Tensor, keep: float = 0.8,
-                       iterations: int = 3) -> tuple[float, float]:
-    """Scale and shift mapping ``source [N]`` onto ``target [N]``: least squares, refit on the ``keep``
-    share of smallest residuals (moving objects and occlusions are the outliers)."""
-    mask = torch.ones_like(source, dtype=torch.bool)
-    scale, shift = 1.0, 0.0
+def _least_squares(source: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    design = torch.stack([source, torch.ones_like(source)], 1)
+    solution = torch.linalg.lstsq(design, target[:, None]).solution[:, 0]
+    return float(solution[0]), float(solution[1])
+
+
+def _quantile_affine_fit(source: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    """Scale and shift matching the value distributions of ``source [N]`` and ``target [N]`` (their 5..95 %
+    quantiles, least squares). Needs no pixel correspondence, so moving objects and a moving camera barely
+    move it."""
+    levels = torch.linspace(0.05, 0.95, 19, dtype=source.dtype)
+    return _least_squares(torch.quantile(source, levels), torch.quantile(target, levels))
+
+
+def _robust_affine_fit(source: torch.Tensor, target: torch.Tensor, keep: float = 0.8, iterations: int = 3,
+                       start: tuple[float, float] | None = None) -> tuple[float, float]:
+    """Scale and shift mapping ``source [N]`` onto ``target [N]``: least squares on the ``keep`` share of
+    smallest residuals, repeated (moving objects and occlusions are the outliers), from ``start`` (default:
+    least squares on all points)."""
+    scale, shift = start if start is not None else _least_squares(source, target)
     for _ in range(iterations):
-        x, y = source[mask], target[mask]
-        design = torch.stack([x, torch.ones_like(x)], 1)
-        solution = torch.linalg.lstsq(design, y[:, None]).solution[:, 0]
-        scale, shift = float(solution[0]), float(solution[1])
         residual = (scale * source + shift - target).abs()
         mask = residual <= torch.quantile(residual.float(), keep)
+        scale, shift = _least_squares(source[mask], target[mask])
     return scale, shift
+
+
+def _two_start_affine_fit(source: torch.Tensor, target: torch.Tensor, keep: float = 0.8) -> tuple[float, float]:
+    """:func:`_robust_affine_fit` from whichever start leaves the smaller ``keep``-quantile residual: least
+    squares on all points, or the distribution match. From all points alone, a large moving object (a box
+    at the maximum of one normalised frame and elsewhere in the next) drags the first fit and the trimming
+    then keeps the wrong points; the distribution match alone is coarse on maps of a few grey levels."""
+    def trimmed_error(fit):
+        return float(torch.quantile((fit[0] * source + fit[1] - target).abs().float(), keep))
+
+    start = min((_least_squares(source, target), _quantile_affine_fit(source, target)), key=trimmed_error)
+    return _robust_affine_fit(source, target, keep, start=start)
 
 
 def _frame_fit(source: torch.Tensor, target: torch.Tensor, frame_min: float, with_shift: bool) -> tuple[float, float]:
@@ -234,6 +266,36 @@ def _frame_fit(source: torch.Tensor, target: torch.Tensor, frame_min: float, wit
     return scale, 0.0
 
 
+def _fit_to_neighbours(samples: torch.Tensor, fit, radius: int, passes: int, progress=None,
+                       check_interrupt=None) -> torch.Tensor:
+    """``[F, 2]`` (scale, shift) per frame: each frame of ``samples [F, N]`` fitted (``fit(i, source, reference)``)
+    to the per-pixel median of its ``radius`` neighbours on each side, ``passes`` times over."""
+    num_frames = samples.shape[0]
+    params = torch.tensor([[1.0, 0.0]] * num_frames, dtype=torch.float64)
+    aligned = samples.clone()
+    total = passes * num_frames
+    for iteration in range(passes):
+        updated = aligned.clone()
+        for i in range(num_frames):
+            if check_interrupt is not None:
+                check_interrupt()
+            neighbours = [j for j in range(max(0, i - radius), min(num_frames, i + radius + 1)) if j != i]
+            scale, shift = fit(i, samples[i], aligned[neighbours].median(dim=0).values)
+            params[i] = torch.tensor([scale, shift], dtype=torch.float64)
+            updated[i] = scale * samples[i] + shift
+            if progress is not None:
+                progress(iteration * num_frames + i + 1, total)
+        aligned = updated
+    return params
+
+
+def _pixel_samples(values: torch.Tensor, max_samples: int) -> torch.Tensor:
+    """``[F, N]``: the same (seeded) random pixels of every frame of ``values [F, H, W]``, float64."""
+    flat = values.reshape(values.shape[0], -1)
+    samples = torch.randperm(flat.shape[1], generator=torch.Generator().manual_seed(0))[:max_samples]
+    return flat[:, samples].double()
+
+
 def align_depth_temporally(depth: DepthMaps, radius: int = 3, passes: int = 4, max_samples: int = 20000,
                            progress=None, check_interrupt=None) -> tuple[DepthMaps, torch.Tensor]:
     """Remove per-frame scale flicker: fit each frame to the per-pixel median of its neighbours.
@@ -251,41 +313,69 @@ def align_depth_temporally(depth: DepthMaps, radius: int = 3, passes: int = 4, m
     """
     values = depth.values.to(torch.float32)
     num_frames = values.shape[0]
-    with_shift = depth.kind != "metric"
-    params = torch.tensor([[1.0, 0.0]] * num_frames, dtype=torch.float64)
     if num_frames < 2:
-        return depth, params
+        return depth, torch.tensor([[1.0, 0.0]] * num_frames, dtype=torch.float64)
     low = float(values.min())
     if not (math.isfinite(low) and math.isfinite(float(values.max()))) or low <= 0:
         raise ReCaptureInputError("depth", f"must be finite and positive to align, found minimum {low:g}",
                                   "Check the depth node upstream, or turn temporal_consistency off.")
-    flat = values.reshape(num_frames, -1)
-    generator = torch.Generator().manual_seed(0)
-    samples = torch.randperm(flat.shape[1], generator=generator)[:max_samples]
-    unit = float(flat[:, samples].median())  # fits in units of the clip's median: scale-invariant
-    source = flat[:, samples].double() / unit
-    frame_mins = flat.amin(dim=1).double() / unit
-    aligned = source.clone()
-    total = passes * num_frames
-    for iteration in range(passes):
-        updated = aligned.clone()
-        for i in range(num_frames):
-            if check_interrupt is not None:
-                check_interrupt()
-            neighbours = [j for j in range(max(0, i - radius), min(num_frames, i + radius + 1)) if j != i]
-            reference = aligned[neighbours].median(dim=0).values
-            scale, shift = _frame_fit(source[i], reference, float(frame_mins[i]), with_shift)
-            params[i] = torch.tensor([scale, shift], dtype=torch.float64)
-            updated[i] = scale * source[i] + shift
-            if progress is not None:
-                progress(iteration * num_frames + i + 1, total)
-        aligned = updated
+    samples = _pixel_samples(values, max_samples)
+    unit = float(samples.median())  # fits in units of the clip's median: scale-invariant
+    source = samples / unit
+    frame_mins = values.reshape(num_frames, -1).amin(dim=1).double() / unit
+    with_shift = depth.kind != "metric"
+    params = _fit_to_neighbours(source, lambda i, x, y: _frame_fit(x, y, float(frame_mins[i]), with_shift),
+                                radius, passes, progress, check_interrupt)
     params /= params[:, 0].median()
     params[:, 1] *= unit
     out = values * params[:, 0, None, None].float() + params[:, 1, None, None].float()
     if not bool((out > 0).all()):  # a bug, not bad input: the fits above keep every frame positive
         raise RuntimeError("ReCapture: temporal depth alignment produced non-positive depth")
     return DepthMaps(out, depth.kind, depth.intrinsics), params
+
+
+def _order_keeping_affine_fit(source: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    """The robust affine fit, or (where it would flip the order) a shift matching the medians."""
+    scale, shift = _two_start_affine_fit(source, target)
+    if math.isfinite(scale) and math.isfinite(shift) and scale > 0:
+        return scale, shift
+    return 1.0, float(target.median() - source.median())
+
+
+def align_normalised_maps(grey: torch.Tensor, history: int = 3, max_samples: int = 20000,
+                          progress=None, check_interrupt=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth-map images normalised frame by frame -> one consistent clip, ``[F, H, W]`` in 0..1.
+
+    Depth packs (comfyui_controlnet_aux's Depth Anything, MiDaS, ...) stretch each frame's map to
+    0..1 on its own, so a grey value means something else in every frame: each frame is an unknown
+    affine map of one consistent clip. Frame by frame from the first, each is fitted affinely (robustly,
+    keeping its order) to the per-pixel median of the ``history`` frames before it, already aligned;
+    then the clip as a whole is stretched back to 0..1, so a clip normalised as one comes out as it
+    went in, to rounding. Fitting to the frames before (rather than to neighbours on both sides, as
+    :func:`align_depth_temporally` does against flicker) also removes slow drift: an object that
+    approaches the camera raises every frame's maximum and, normalised per frame, pushes the rest of
+    the scene back a little more in each frame; a symmetric neighbourhood sees no flicker in that.
+
+    Returns the maps and the ``[F, 2]`` (scale, shift) applied to each frame before the final stretch.
+    """
+    num_frames = grey.shape[0]
+    params = torch.tensor([[1.0, 0.0]] * num_frames, dtype=torch.float64)
+    if num_frames < 2:
+        return grey, params
+    samples = _pixel_samples(grey, max_samples)
+    aligned = samples.clone()
+    for i in range(1, num_frames):
+        if check_interrupt is not None:
+            check_interrupt()
+        reference = aligned[max(0, i - history):i].median(dim=0).values
+        scale, shift = _order_keeping_affine_fit(samples[i], reference)
+        params[i] = torch.tensor([scale, shift], dtype=torch.float64)
+        aligned[i] = scale * samples[i] + shift
+        if progress is not None:
+            progress(i + 1, num_frames)
+    out = grey.double() * params[:, 0, None, None] + params[:, 1, None, None]
+    low, high = float(out.min()), float(out.max())
+    return ((out - low) / (high - low)).to(grey.dtype).clamp(0.0, 1.0), params
 
 
 # --- preview ------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def test_unknown_kind_and_bad_shape_are_rejected():
 
 
 # --- depth maps from other packs ----------------------------------------------------------------
-from recapture_core.depth import (RELATIVE_FLOOR, align_depth_temporally, colorize_depth,  # noqa: E402
+from recapture_core.depth import (RELATIVE_FLOOR, align_depth_temporally, align_normalised_maps, colorize_depth,  # noqa: E402
                                   depth_from_image)
 
 
@@ -170,3 +170,84 @@ def test_a_flat_depth_image_is_refused_naming_the_frames(value):
     image[1] = value
     with pytest.raises(ReCaptureInputError, match=r"input 'depth_image': frame\(s\) 1 of 3 are one flat grey value"):
         depth_from_image(image, "disparity, bright = near")
+
+
+def _approaching_box_scene(frames=10, height=72, width=96):
+    """True depth and colours ``[F, H, W]`` / ``[F, H, W, 3]``: a sloping, bumpy ground seen by a camera trucking
+    right, and a box moving right while it approaches (its disparity, the clip's maximum, grows every frame)."""
+    y = torch.linspace(0, 1, height)[:, None].expand(height, width)
+    x = torch.linspace(0, 1, width)[None].expand(height, width)
+    depths, colours = [], []
+    for f in range(frames):
+        xs = x + 0.01 * f
+        depth = 8.0 - 5.0 * y + 0.3 * torch.sin(9 * xs) * torch.sin(7 * y)
+        box = ((x - (0.3 + 0.03 * f)).abs() < 0.1) & ((y - 0.55).abs() < 0.15)
+        depths.append(torch.where(box, torch.full_like(depth, 3.0 - 0.12 * f), depth))
+        colour = torch.stack([0.5 + 0.4 * torch.sin(12 * xs + 3 * y), 0.5 + 0.4 * torch.cos(10 * y),
+                              0.5 + 0.3 * torch.sin(8 * (xs + y))], -1)
+        colours.append(torch.where(box[..., None], torch.tensor([0.9, 0.2, 0.2]), colour))
+    return torch.stack(depths), torch.stack(colours)
+
+
+def _as_8bit_image(grey: torch.Tensor) -> torch.Tensor:
+    return ((grey * 255).round() / 255)[..., None].expand(*grey.shape, 3).contiguous()
+
+
+def test_maps_normalised_frame_by_frame_give_the_anchor_of_one_consistent_clip():
+    """Depth Anything through a depth pack: disparity stretched to 0..1 in every frame, 8-bit. Aligned, the
+    maps and the anchor match those of the same disparity normalised once over the clip; not aligned, they
+    do not (the approaching box pushes the ground back a little more in every frame)."""
+    import math
+
+    from recapture_core.camera.presets import preset_trajectory
+    from recapture_core.warp import anchor_from_depth
+
+    depth, frames = _approaching_box_scene()
+    disparity = 1.0 / depth
+    clip_normalised = (disparity - disparity.min()) / (disparity.max() - disparity.min())
+    low, high = disparity.amin(dim=(1, 2), keepdim=True), disparity.amax(dim=(1, 2), keepdim=True)
+    per_frame = _as_8bit_image((disparity - low) / (high - low))
+    reading = "disparity, bright = near"
+
+    aligned = depth_from_image(per_frame, reading, align_frames=True)
+    plain = depth_from_image(per_frame, reading)
+    truth = depth_from_image(_as_8bit_image(clip_normalised), reading)
+    def as_grey(maps):
+        return (maps.values - RELATIVE_FLOOR) / (1 - RELATIVE_FLOOR)
+
+    assert float((as_grey(aligned) - clip_normalised).abs().max()) < 2 / 255
+    assert float((as_grey(plain) - clip_normalised).abs().max()) > 0.3
+
+    trajectory = preset_trajectory("orbit left", 5.0, depth.shape[0], "linear")
+    reference = anchor_from_depth(frames, truth, trajectory)
+
+    def agreement(maps):
+        result = anchor_from_depth(frames, maps, trajectory)
+        a, b = reference.valid_mask > 0, result.valid_mask > 0
+        both = a & b
+        mse = float(((reference.anchor - result.anchor) ** 2)[both].mean())
+        return float(both.sum() / (a | b).sum()), 10 * math.log10(1 / max(mse, 1e-12))
+
+    iou, psnr = agreement(aligned)
+    assert iou >= 0.97 and psnr >= 38.0, (iou, psnr)
+    iou, psnr = agreement(plain)
+    assert iou < 0.95 and psnr < 30.0, (iou, psnr)
+
+
+def test_a_clip_normalised_as_one_passes_alignment_unchanged_within_two_codes():
+    depth, _ = _approaching_box_scene()
+    disparity = 1.0 / depth
+    grey = _as_8bit_image((disparity - disparity.min()) / (disparity.max() - disparity.min()))[..., 0]
+    aligned, params = align_normalised_maps(grey)
+    assert float((aligned - grey).abs().max()) <= 2 / 255
+    assert (params[:, 0] > 0).all()
+
+
+def test_normalised_map_alignment_keeps_order_even_on_noise():
+    generator = torch.Generator().manual_seed(2)
+    grey = torch.rand(6, 16, 16, generator=generator)
+    aligned, params = align_normalised_maps(grey)
+    assert (params[:, 0] > 0).all() and float(aligned.min()) == 0.0 and float(aligned.max()) == 1.0
+    for x, y in zip(grey.reshape(6, -1), aligned.reshape(6, -1)):
+        order = torch.argsort(x, stable=True)
+        assert not (y[order].diff() < 0).any()

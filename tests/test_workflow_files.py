@@ -123,8 +123,31 @@ def frontend_results(comfy_server):
 
     with frontend(comfy_server.url) as page:
         results = {path.stem: page.evaluate(LOAD_AND_CONVERT, json.loads(path.read_text())) for path in WORKFLOWS}
+        results["saved before temporal_consistency"] = page.evaluate(LOAD_AND_CONVERT, saved_before_alignment_widget())
         errors = list(page.page_errors)
     return results, errors
+
+
+def saved_before_alignment_widget() -> dict:
+    """Workflow 4 as saved before PointCloudWarp had its last widget (temporal_consistency): one value fewer."""
+    workflow = json.loads((REPO / "workflows" / "4_depth_from_another_pack.json").read_text())
+    for node in workflow["nodes"]:
+        if node["type"] == "ReCapturePointCloudWarp":
+            node["widgets_values"] = node["widgets_values"][:-1]
+            node["inputs"] = [slot for slot in node["inputs"] if slot["name"] != "temporal_consistency"]
+    return workflow
+
+
+def test_a_workflow_saved_before_a_new_widget_keeps_its_values(frontend_results):
+    """New widgets go last, so the widget values of files saved before them stay in place and the new one
+    takes its default."""
+    results, errors = frontend_results
+    old = results["saved before temporal_consistency"]
+    new = results["4_depth_from_another_pack"]
+    assert old["missing"] == [] and old["toasts"] == [] and errors == []
+    warp = next(node_id for node_id, node in new["output"].items() if node["class_type"] == "ReCapturePointCloudWarp")
+    assert old["output"][warp]["inputs"] == new["output"][warp]["inputs"]
+    assert old["output"][warp]["inputs"]["temporal_consistency"] is True
 
 
 LOAD_AND_CONVERT = """
