@@ -109,6 +109,35 @@ class ReCaptureCameraTrajectory(_TrajectoryAndSummaryOutput):
         return (trajectory, trajectory.summary())
 
 
+class ReCaptureCameraFromLoad3D(_TrajectoryAndSummaryOutput):
+    DESCRIPTION = ("A camera move between two views of ComfyUI's Load3D viewer: 'start' stands for the camera that "
+                   "filmed the video, 'end' for where the new path ends. In between the camera orbits the (sliding) "
+                   "target as the viewer's controls do; its distance to the start target is the subject distance.")
+    FUNCTION = "build"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        camera = "camera_info output of a Load3D node (perspective view)"
+        return {
+            "required": {
+                "start": ("LOAD3D_CAMERA", {"tooltip": f"The view that matches the video's camera: {camera}."}),
+                "end": ("LOAD3D_CAMERA", {"tooltip": f"The view the new path ends at: {camera}."}),
+                "easing": (["linear", "ease-in", "ease-out", "ease-in-out"], {"default": "ease-in-out",
+                           "tooltip": "Speed profile: ease-in starts slowly, ease-out ends slowly."}),
+                **_shared_inputs(),
+            },
+            "optional": _optional_video_inputs(),
+        }
+
+    def build(self, start, end, easing, num_frames, hfov_deg, subject_distance, frames=None, depth=None):
+        from ..recapture_core.camera.load3d import trajectory_from_load3d
+
+        num_frames, hfov_deg, subject_distance, intrinsics = _resolve_scene(num_frames, hfov_deg, subject_distance, frames, depth)
+        trajectory = trajectory_from_load3d(start, end, num_frames, easing, hfov_deg, subject_distance)
+        trajectory = _with_intrinsics(trajectory, intrinsics)
+        return (trajectory, trajectory.summary())
+
+
 class ReCaptureCameraKeyframes(_TrajectoryAndSummaryOutput):
     DESCRIPTION = ("A camera path through keyframes, one per line as 'frame: name=value, ...' with the names "
                    "orbit_left, orbit_up, truck_right, pedestal_up, dolly_in, pan_right, tilt_up, roll_cw (degrees or "
@@ -305,6 +334,7 @@ NODE_CLASS_MAPPINGS = {
     "ReCaptureCameraResample": ReCaptureCameraResample,
     "ReCaptureCameraReverse": ReCaptureCameraReverse,
     "ReCaptureCameraImport": ReCaptureCameraImport,
+    "ReCaptureCameraFromLoad3D": ReCaptureCameraFromLoad3D,
     "ReCaptureCameraExport": ReCaptureCameraExport,
     "ReCaptureCameraPreview": ReCaptureCameraPreview,
 }
@@ -315,6 +345,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ReCaptureCameraResample": "Resample Camera Trajectory (ReCapture)",
     "ReCaptureCameraReverse": "Reverse Camera Trajectory (ReCapture)",
     "ReCaptureCameraImport": "Load Camera File (ReCapture)",
+    "ReCaptureCameraFromLoad3D": "Camera From Load3D Views (ReCapture)",
     "ReCaptureCameraExport": "Save Camera File (ReCapture)",
     "ReCaptureCameraPreview": "Camera Trajectory Preview (ReCapture)",
 }

@@ -83,6 +83,25 @@ class ReCaptureTestWanText:
         return (wan_text_conditioning(text),)
 
 
+class ReCaptureTestLoad3DCamera:
+    """Stands in for Load3D's camera_info (which needs the frontend's 3D viewer): the same dict."""
+
+    CATEGORY = "testing"
+    FUNCTION = "make"
+    RETURN_TYPES = ("LOAD3D_CAMERA",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        number = ("FLOAT", {"default": 0.0, "min": -1e6, "max": 1e6, "step": 0.0001})
+        return {"required": {**{k: number for k in ("x", "y", "z", "target_x", "target_y", "target_z")},
+                             "zoom": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 100.0, "step": 0.01}),
+                             "camera_type": (["perspective", "orthographic"],)}}
+
+    def make(self, x, y, z, target_x, target_y, target_z, zoom, camera_type):
+        return ({"position": {"x": x, "y": y, "z": z}, "target": {"x": target_x, "y": target_y, "z": target_z},
+                 "zoom": zoom, "cameraType": camera_type},)
+
+
 class ReCaptureTestForeignValue:
     CATEGORY = "testing"
     FUNCTION = "make"
@@ -110,4 +129,5 @@ class ReCaptureTestForeignValue:
 NODE_CLASS_MAPPINGS = {"ReCaptureTestTinyCLIPVisionLoader": ReCaptureTestTinyCLIPVisionLoader,
                        "ReCaptureTestTinySVDLoader": ReCaptureTestTinySVDLoader,
                        "ReCaptureTestWanText": ReCaptureTestWanText,
+                       "ReCaptureTestLoad3DCamera": ReCaptureTestLoad3DCamera,
                        "ReCaptureTestForeignValue": ReCaptureTestForeignValue}
