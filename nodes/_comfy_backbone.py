@@ -154,7 +154,7 @@ def _normal_tensors(value):
         return value.detach().clone()
     if isinstance(value, dict):
         return {k: _normal_tensors(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple):  # not named tuples and other objects: handed on as they are
         return type(value)(_normal_tensors(v) for v in value)
     return value
 
