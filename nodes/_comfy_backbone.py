@@ -65,7 +65,8 @@ SVD = Family("Stable Video Diffusion", COMFY_KINDS, "input_blocks.1.1.time_stack
 # Wan's DiT attends jointly over space and time: both LoRAs go into its self-attention; the spatial one
 # learns from single-frame clips (no frame sees another), the temporal one from the clip on top of it.
 WAN = Family("Wan", {"spatial": _WAN_ATTENTION, "temporal": _WAN_ATTENTION}, "blocks.0.self_attn.q", True,
-             "CLIPTextEncode with the Wan text encoder (umt5_xxl)", False)
+             "CLIPTextEncode with the Wan text encoder (umt5_xxl), through WanImageToVideo for image-to-video models",
+             False)
 
 
 def family_of(model) -> Family:
@@ -76,14 +77,19 @@ def family_of(model) -> Family:
     if isinstance(base, comfy.model_base.SVD_img2vid):
         return SVD
     config = base.model_config.unet_config
-    if (isinstance(base, comfy.model_base.WAN21) and config.get("model_type") == "t2v"
-            and config.get("in_dim") == config.get("out_dim")):
+    # Wan text-to-video (in = out channels) and image-to-video by concatenated channels (the first-frame
+    # latent and a 4-channel mask: Wan 2.1 I2V 14B, Wan 2.2 I2V A14B), whose image comes with the
+    # conditioning (WanImageToVideo): nothing in the training step changes.
+    image_channels = int(config.get("in_dim", 0)) - int(config.get("out_dim", 0))
+    if (isinstance(base, comfy.model_base.WAN21) and config.get("model_type") in ("t2v", "i2v")
+            and image_channels in (0, int(config.get("out_dim", 0)) + 4)):
         return WAN
     kind = f"{type(base).__name__} ({config.get('model_type')})" if config.get("model_type") else type(base).__name__
     raise ReCaptureInputError(
         "model", f"is a {kind} model; the trainers on ComfyUI's MODEL take Stable Video Diffusion and Wan 2.x text-to-video "
-        "models so far", "Load svd_xt.safetensors with 'Image Only Checkpoint Loader (img2vid model)', or a Wan 2.1 / 2.2 "
-        "T2V model (e.g. wan2.1_t2v_1.3B_fp16.safetensors, wan2.2_ti2v_5B_fp16.safetensors) with 'Load Diffusion Model'.",
+        "and image-to-video (14B) models so far", "Load svd_xt.safetensors with 'Image Only Checkpoint Loader (img2vid "
+        "model)', or a Wan 2.1 / 2.2 model (e.g. wan2.1_t2v_1.3B_fp16.safetensors, wan2.2_i2v_low_noise_14B_fp16.safetensors) "
+        "with 'Load Diffusion Model'.",
         HINT)
 
 

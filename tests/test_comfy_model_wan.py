@@ -159,3 +159,29 @@ def test_every_key_loads_through_comfyuis_lora_code(backbone_module, wan_fp16):
         state = train_temporal(backbone_module.ComfyModelTraining(model, vae, POSITIVE), moving_clip(F, H, W), hole_mask(), FAST)
     patches = comfy.lora.load_lora(state, comfy.lora.model_lora_keys_unet(model.model, {}), log_missing=False)
     assert len(patches) == len(state) // 3 == 2 * 4  # 2 blocks x q, k, v, o
+
+
+def test_image_to_video_wan_trains_with_the_first_anchor_frame_as_its_image(backbone_module, files, tmp_path):
+    """Wan 2.2 I2V A14B's layout (the first-frame latent and mask as extra input channels): the temporal LoRA
+    trains with WanImageToVideo's conditioning (the first anchor frame), the spatial one on single frames with
+    the text alone, and the LoRAs lower the loss of the conditioned clip."""
+    import comfy.sd
+    from comfy_extras.nodes_wan import WanImageToVideo
+
+    path = make_wan21_t2v(tmp_path / "wan2.2_i2v_tiny.safetensors", image_to_video=True)
+    with torch.inference_mode():
+        model = comfy.sd.load_diffusion_model(str(path), model_options={"dtype": torch.float16})
+    _, vae = load(files)
+    assert model.model.model_config.unet_config["in_dim"] == 36
+    anchor, valid = moving_clip(F, H, W), hole_mask()
+    with torch.inference_mode():
+        image_positive = WanImageToVideo.execute(POSITIVE, POSITIVE, vae, W, H, F, 1, start_image=anchor[:1]).result[0]
+    training = backbone_module.ComfyModelTraining(model, vae, image_positive)
+    with torch.inference_mode(False):
+        spatial = train_spatial(backbone_module.ComfyModelTraining(model, vae, POSITIVE), anchor[:4], FAST)
+        temporal = train_temporal(training, anchor, valid, TrainSettings(steps=40, rank=8, alpha=8.0, learning_rate=1e-2, seed=1))
+    assert spatial and all(torch.isfinite(t).all() for t in temporal.values())
+    sigmas = (0.3, 0.6, 0.9)
+    before = masked_loss(backbone_module, model, vae, image_positive, anchor, valid, sigmas)
+    after = masked_loss(backbone_module, with_lora(model, temporal), vae, image_positive, anchor, valid, sigmas)
+    assert after < 0.9 * before, (before, after)

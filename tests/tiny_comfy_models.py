@@ -193,14 +193,17 @@ TINY_WAN_VAE_DIM = 8
 TINY_WAN_FILES = {"model": "tiny_wan2.1_t2v.safetensors", "vae": "tiny_wan_2.1_vae.safetensors"}
 
 
-def make_wan21_t2v(path: Path, seed: int = 0, dtype: torch.dtype = torch.float16) -> Path:
-    """A tiny Wan 2.1 T2V diffusion model file, as ``wan2.1_t2v_1.3B_fp16.safetensors`` is laid out."""
+def make_wan21_t2v(path: Path, seed: int = 0, dtype: torch.dtype = torch.float16, image_to_video: bool = False) -> Path:
+    """A tiny Wan 2.1 T2V diffusion model file, as ``wan2.1_t2v_1.3B_fp16.safetensors`` is laid out; with
+    ``image_to_video`` laid out as Wan 2.2's I2V A14B files are (36 input channels: the noisy latent, the
+    first-frame latent and a 4-channel mask; no CLIP image embedding)."""
     import comfy.ops
     from comfy.ldm.wan.model import WanModel
     from safetensors.torch import save_file
 
+    config = {**TINY_WAN, "in_dim": 36} if image_to_video else TINY_WAN
     with torch.device("meta"):
-        model = WanModel(**TINY_WAN, device="meta", operations=comfy.ops.disable_weight_init)
+        model = WanModel(**config, device="meta", operations=comfy.ops.disable_weight_init)
     weights = _randomize(model.state_dict(), seed, fan_in=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.to(dtype).contiguous() for k, v in weights.items()}, str(path))
