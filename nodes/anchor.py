@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from ..recapture_core.cache import LRUCache
 from ..recapture_core.depth import IMAGE_READINGS, depth_from_image
 from ..recapture_core.errors import ReCaptureInputError
 from ..recapture_core.warp import EDGE_THRESHOLD, HOLE_FILLS, anchor_from_depth, feasibility_report
@@ -10,6 +11,9 @@ from . import _comfy
 from .depth import IMAGE_ALIGNMENT_INPUT
 
 log = logging.getLogger(__name__)
+#: node id -> what the last run of that PointCloudWarp node saw, for the anchor preview route
+#: (nodes/_preview_route.py). References to tensors ComfyUI holds anyway; four nodes at most.
+RECENT = LRUCache(size=4)
 
 
 class ReCapturePointCloudWarp:
@@ -51,10 +55,12 @@ class ReCapturePointCloudWarp:
                 "far": ("FLOAT", {"default": 20.0, "min": 1e-3, "max": 1e5, "step": 0.001, "tooltip": "Metric readings: farthest distance."}),
                 "temporal_consistency": IMAGE_ALIGNMENT_INPUT,  # last: workflows saved before it keep their widget values
             },
+            "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def warp(self, frames, trajectory, match_subject_distance, edge_threshold, hole_dilation, hole_fill, warn_above,
-             depth=None, depth_image=None, reading="disparity, bright = near", near=0.5, far=20.0, temporal_consistency=True):
+             depth=None, depth_image=None, reading="disparity, bright = near", near=0.5, far=20.0, temporal_consistency=True,
+             unique_id=None):
         if (depth is None) == (depth_image is None):
             raise ReCaptureInputError("depth", "connect exactly one of depth (DEPTH) or depth_image (IMAGE)",
                                       "Use DepthEstimate, Depth From Image, or a depth-map IMAGE from another pack.")
@@ -65,6 +71,9 @@ class ReCapturePointCloudWarp:
                                    edge_threshold=edge_threshold, hole_dilation=hole_dilation, hole_fill=hole_fill,
                                    device=_comfy.device(), progress=_comfy.progress(frames.shape[0]),
                                    check_interrupt=_comfy.check_interrupt)
+        if unique_id is not None:
+            RECENT.put(str(unique_id), {"frames": frames, "depth": depth.as_depth(), "trajectory": trajectory,
+                                        "match_subject_distance": match_subject_distance, "edge_threshold": edge_threshold})
         report = feasibility_report(result, warn_above)
         log.info("ReCapture PointCloudWarp: %s", report.replace("\n", " | "))
         return (result.anchor, result.valid_mask, result.hole_mask, report)

@@ -28,7 +28,7 @@ Stage 1 of ReCapture. For every frame, each source pixel is lifted to a 3D point
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -41,7 +41,7 @@ from .camera.trajectory import CameraTrajectory
 from .depth import DepthMaps, central_median, check_depth_values
 from .errors import ReCaptureInputError
 from .masks import hole_mask_from_valid
-from .validation import check_frames
+from .validation import check_frames, check_number
 
 MIN_DEPTH = 1e-6
 SNAP_PX = 1e-3
@@ -353,3 +353,36 @@ def anchor_from_depth(frames: torch.Tensor, depth: DepthMaps, trajectory: Camera
     if match_subject_distance:
         trajectory = trajectory.scaled_to_subject_distance(central_median(values))
     return warp_video(frames, values, trajectory, **warp_options)
+
+
+#: Longest side a preview renders at, and the largest it accepts.
+PREVIEW_SIDE = 256
+PREVIEW_MAX_SIDE = 1024
+
+
+def preview_frame(frames: torch.Tensor, depth: torch.Tensor, trajectory: CameraTrajectory, frame: int = 0,
+                  longest_side: int = PREVIEW_SIDE, *, match_subject_distance: bool = True,
+                  edge_threshold: float = EDGE_THRESHOLD) -> WarpResult:
+    """The anchor of one frame at reduced size: a quick look at a camera path before the whole clip runs.
+
+    ``frames [F, H, W, 3]`` and positive ``depth [F, H, W]`` are the clip PointCloudWarp saw; the frame is
+    scaled down (area) so its longest side is ``longest_side`` (never up), its depth by nearest sampling
+    (blending depths across edges would invent surfaces), and warped with frame ``frame``'s camera of
+    ``trajectory`` (scaled to the clip's subject distance as the anchor nodes do). At full size it is
+    that frame of PointCloudWarp's anchor, to the bit.
+    """
+    check_warp_inputs(frames, depth, trajectory)
+    num_frames, height, width = depth.shape
+    check_number(frame, "frame", 0, num_frames - 1, integer=True)
+    check_number(longest_side, "size", 16, PREVIEW_MAX_SIDE, integer=True)
+    if match_subject_distance:
+        trajectory = trajectory.scaled_to_subject_distance(central_median(depth))
+    camera = replace(trajectory, target_to_source=trajectory.target_to_source[frame:frame + 1],
+                     target_intrinsics=trajectory.target_intrinsics[frame:frame + 1])
+    image, values = frames[frame:frame + 1], depth[frame:frame + 1]
+    scale = min(1.0, longest_side / max(height, width))
+    if scale < 1.0:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        image = torch.nn.functional.interpolate(image.permute(0, 3, 1, 2).float(), size=size, mode="area").permute(0, 2, 3, 1)
+        values = torch.nn.functional.interpolate(values[:, None].float(), size=size, mode="nearest-exact")[:, 0]
+    return warp_video(image.contiguous(), values.contiguous(), camera, edge_threshold=edge_threshold)

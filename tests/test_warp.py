@@ -220,3 +220,25 @@ def test_depth_maps_saved_in_8_or_16_bits_render_as_whole_surfaces(reading, move
         assert not holes_quantised.any()
     both = valid_float & valid_quantised
     assert psnr(results[1].anchor[both], results[0].anchor[both]) >= 35.0
+
+
+def test_the_preview_of_a_frame_is_that_frame_of_the_anchor_at_full_size_and_smaller_on_request():
+    from recapture_core.camera.presets import preset_trajectory
+    from recapture_core.depth import central_median
+    from recapture_core.errors import ReCaptureInputError
+    from recapture_core.warp import preview_frame
+
+    generator = torch.Generator().manual_seed(5)
+    frames = torch.rand(4, 48, 64, 3, generator=generator)
+    depth = 3.0 + torch.rand(4, 48, 64, generator=generator)
+    depth[:, 12:30, 20:44] = 1.5
+    path = preset_trajectory("orbit left", 10.0, 4)
+    full = warp_video(frames, depth, path.scaled_to_subject_distance(central_median(depth)))
+    for frame in range(4):
+        preview = preview_frame(frames, depth, path, frame, 64)
+        assert torch.equal(preview.anchor[0], full.anchor[frame]) and torch.equal(preview.hole_mask[0], full.hole_mask[frame])
+    small = preview_frame(frames, depth, path, 3, 32)
+    assert small.anchor.shape == (1, 24, 32, 3)
+    assert abs(float(small.hole_ratio[0]) - float(full.hole_ratio[3])) < 0.05
+    with pytest.raises(ReCaptureInputError, match="input 'frame'"):
+        preview_frame(frames, depth, path, 4)

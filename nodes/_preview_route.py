@@ -1,0 +1,102 @@
+"""POST /recapture/anchor_preview: one frame of a PointCloudWarp node's anchor, at reduced size, for a camera path.
+
+A quick look at a path before the whole clip runs: the request names a PointCloudWarp node that has
+run once (its frames and depth are remembered, see ``nodes/anchor.py``) and optionally a keyframe
+path to try instead of the one it ran with. Everything in the request is checked as node inputs are;
+anything wrong gets a 4xx with the message, never a traceback.
+
+Request (JSON, at most 64 KiB): ``{"node": "<node id>", "frame": 0, "size": 256,
+"keyframes": "0:\\n24: orbit_left=20" (optional), "interpolation": "pose: slerp + spline" (optional)}``.
+Reply: ``{"frame", "width", "height", "hole_ratio", "image": <PNG, base64: the anchor with holes
+tinted magenta>, "hole_mask": <PNG, base64: white = hole>}``.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import sys
+
+import torch
+
+from ..recapture_core.camera.keyframes import INTERPOLATIONS, keyframe_trajectory, parse_keyframes
+from ..recapture_core.errors import ReCaptureInputError
+from ..recapture_core.masks import overlay_mask
+from ..recapture_core.validation import check_text
+from ..recapture_core.warp import PREVIEW_SIDE, preview_frame
+from .anchor import RECENT
+
+log = logging.getLogger(__name__)
+ROUTE = "/recapture/anchor_preview"
+MAX_BODY_BYTES = 64 * 1024
+FIELDS = {"node", "frame", "size", "keyframes", "interpolation"}
+
+
+def _png(image: torch.Tensor) -> str:
+    """``[H, W, 3]`` or ``[H, W]`` in 0..1 -> base64 PNG."""
+    import numpy as np
+    from PIL import Image
+
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def render(request: dict) -> tuple[int, dict]:
+    """``(HTTP status, JSON body)`` for a parsed request (no I/O: the route's logic, testable alone)."""
+    if not isinstance(request, dict):
+        return 400, {"error": "the request must be a JSON object"}
+    unknown = sorted(set(request) - FIELDS)
+    if unknown:
+        return 400, {"error": f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}"}
+    node = request.get("node")
+    if not isinstance(node, (str, int)) or isinstance(node, bool):
+        return 400, {"error": "'node' must be the id of a PointCloudWarp node"}
+    seen = RECENT.get(str(node))
+    if seen is None:
+        return 404, {"error": f"PointCloudWarp node {node} has not run since the server started: queue the graph once"}
+    trajectory = seen["trajectory"]
+    try:
+        if "keyframes" in request:
+            text = check_text(request["keyframes"], "keyframes")
+            interpolation = request.get("interpolation", "pose: slerp + spline")
+            if interpolation not in INTERPOLATIONS:
+                raise ReCaptureInputError("interpolation", f"unknown interpolation {interpolation!r}",
+                                          f"Choose one of: {', '.join(INTERPOLATIONS)}.")
+            ran = trajectory  # the source camera and subject distance of the path the node ran with
+            trajectory = keyframe_trajectory(parse_keyframes(text), seen["frames"].shape[0], interpolation,
+                                             subject_distance=ran.subject_distance)
+            trajectory = trajectory.with_source_intrinsics(ran.source_intrinsics)
+        frame, size = request.get("frame", 0), request.get("size", PREVIEW_SIDE)
+        result = preview_frame(seen["frames"], seen["depth"], trajectory, frame, size,
+                               match_subject_distance=seen["match_subject_distance"], edge_threshold=seen["edge_threshold"])
+    except ReCaptureInputError as err:
+        return 400, {"error": str(err)}
+    tinted = overlay_mask(result.anchor, result.hole_mask)[0]
+    return 200, {"frame": int(frame), "width": int(tinted.shape[1]), "height": int(tinted.shape[0]),
+                 "hole_ratio": float(result.hole_ratio[0]), "image": _png(tinted), "hole_mask": _png(result.hole_mask[0])}
+
+
+def register() -> None:
+    """Add the route to ComfyUI's server, when there is one (not when the pack is imported by a script).
+
+    ComfyUI imports its ``server`` module before it loads custom nodes; importing it here when it is
+    not loaded would pull in much of ComfyUI for nothing."""
+    server = sys.modules.get("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    if instance is None:
+        return
+    from aiohttp import web
+
+    @instance.routes.post(ROUTE)
+    async def anchor_preview(request):
+        if request.content_length is None or request.content_length > MAX_BODY_BYTES:
+            return web.json_response({"error": f"send a JSON body of at most {MAX_BODY_BYTES} bytes"}, status=413)
+        try:
+            body = json.loads(await request.text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            return web.json_response({"error": f"the body is not JSON: {err}"}, status=400)
+        status, reply = render(body)
+        return web.json_response(reply, status=status)
