@@ -23,7 +23,7 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
         NODE_CLASS_MAPPINGS[_key] = guard(_cls)
     NODE_DISPLAY_NAME_MAPPINGS.update(getattr(_module, "NODE_DISPLAY_NAME_MAPPINGS", {}))
 
-from ._preview_route import register as _register_routes  # noqa: E402
+from ._routes import register as _register_routes  # noqa: E402
 
 _register_routes()
 

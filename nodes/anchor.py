@@ -12,7 +12,7 @@ from .depth import IMAGE_ALIGNMENT_INPUT
 
 log = logging.getLogger(__name__)
 #: node id -> what the last run of that PointCloudWarp node saw, for the anchor preview route
-#: (nodes/_preview_route.py). References to tensors ComfyUI holds anyway; four nodes at most.
+#: (nodes/_routes.py). References to tensors ComfyUI holds anyway; four nodes at most.
 RECENT = LRUCache(size=4)
 
 

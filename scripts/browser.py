@@ -22,11 +22,23 @@ def chromium_path() -> str:
     return path
 
 
+def skip_first_run_dialogs(server_url: str) -> None:
+    """Tell the server's user settings that the tutorial is done: a first run otherwise opens the templates
+    browser over the canvas, where it takes the mouse events a test sends to the graph."""
+    import urllib.request
+
+    request = urllib.request.Request(server_url + "/settings/Comfy.TutorialCompleted", data=b"true", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
 @contextmanager
 def frontend(server_url: str, timeout_s: float = 120.0):
     """A page with ComfyUI's frontend loaded from ``server_url`` and ``window.app`` ready."""
     from playwright.sync_api import sync_playwright
 
+    skip_first_run_dialogs(server_url)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
         try:

@@ -1,4 +1,9 @@
-"""POST /recapture/anchor_preview: one frame of a PointCloudWarp node's anchor, at reduced size, for a camera path.
+"""The pack's server routes, the server side of the camera path editor (web/recapture_camera_editor.js).
+
+POST /recapture/camera_path: the poses of a keyframe path, computed by the same code as the Camera
+Keyframes node, so the editor draws exactly the path the graph will use.
+
+POST /recapture/anchor_preview: one frame of a PointCloudWarp node's anchor, at reduced size, for a camera path.
 
 A quick look at a path before the whole clip runs: the request names a PointCloudWarp node that has
 run once (its frames and depth are remembered, see ``nodes/anchor.py``) and optionally a keyframe
@@ -29,8 +34,10 @@ from .anchor import RECENT
 
 log = logging.getLogger(__name__)
 ROUTE = "/recapture/anchor_preview"
+PATH_ROUTE = "/recapture/camera_path"
 MAX_BODY_BYTES = 64 * 1024
 FIELDS = {"node", "frame", "size", "keyframes", "interpolation"}
+PATH_FIELDS = {"keyframes", "interpolation", "num_frames", "hfov_deg", "subject_distance"}
 
 
 def _png(image: torch.Tensor) -> str:
@@ -79,6 +86,36 @@ def render(request: dict) -> tuple[int, dict]:
                  "hole_ratio": float(result.hole_ratio[0]), "image": _png(tinted), "hole_mask": _png(result.hole_mask[0])}
 
 
+def camera_path(request: dict) -> tuple[int, dict]:
+    """``(HTTP status, JSON body)``: the per-frame poses ``target_to_source`` (row-major 4x4, OpenCV axes, scene
+    units), zoom and keyframe frames of a Camera Keyframes path, checked as the node checks its widgets."""
+    if not isinstance(request, dict):
+        return 400, {"error": "the request must be a JSON object"}
+    unknown = sorted(set(request) - PATH_FIELDS)
+    if unknown:
+        return 400, {"error": f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(PATH_FIELDS))}"}
+    from ..recapture_core.validation import check_number
+
+    try:
+        text = check_text(request.get("keyframes"), "keyframes")
+        num_frames = request.get("num_frames", 25)
+        check_number(num_frames, "num_frames", 1, 4096, integer=True)
+        hfov_deg, subject_distance = request.get("hfov_deg", 60.0), request.get("subject_distance", 1.0)
+        check_number(hfov_deg, "hfov_deg", 1.0, 179.0)
+        check_number(subject_distance, "subject_distance", 1e-3, 1e6)
+        interpolation = request.get("interpolation", "pose: slerp + spline")
+        if interpolation not in INTERPOLATIONS:
+            raise ReCaptureInputError("interpolation", f"unknown interpolation {interpolation!r}",
+                                      f"Choose one of: {', '.join(INTERPOLATIONS)}.")
+        keyframes = parse_keyframes(text)
+        path = keyframe_trajectory(keyframes, int(num_frames), interpolation, float(hfov_deg), float(subject_distance))
+    except ReCaptureInputError as err:
+        return 400, {"error": str(err)}
+    return 200, {"num_frames": path.num_frames, "keyframe_frames": [frame for frame, _ in keyframes],
+                 "poses": path.target_to_source.reshape(path.num_frames, 16).tolist(), "zoom": path.zoom.tolist(),
+                 "hfov_deg": float(hfov_deg), "subject_distance": float(subject_distance)}
+
+
 def register() -> None:
     """Add the route to ComfyUI's server, when there is one (not when the pack is imported by a script).
 
@@ -90,13 +127,17 @@ def register() -> None:
         return
     from aiohttp import web
 
-    @instance.routes.post(ROUTE)
-    async def anchor_preview(request):
-        if request.content_length is None or request.content_length > MAX_BODY_BYTES:
-            return web.json_response({"error": f"send a JSON body of at most {MAX_BODY_BYTES} bytes"}, status=413)
-        try:
-            body = json.loads(await request.text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            return web.json_response({"error": f"the body is not JSON: {err}"}, status=400)
-        status, reply = render(body)
-        return web.json_response(reply, status=status)
+    def json_route(path: str, answer):
+        @instance.routes.post(path)
+        async def handle(request):
+            if request.content_length is None or request.content_length > MAX_BODY_BYTES:
+                return web.json_response({"error": f"send a JSON body of at most {MAX_BODY_BYTES} bytes"}, status=413)
+            try:
+                body = json.loads(await request.text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                return web.json_response({"error": f"the body is not JSON: {err}"}, status=400)
+            status, reply = answer(body)
+            return web.json_response(reply, status=status)
+
+    json_route(ROUTE, render)
+    json_route(PATH_ROUTE, camera_path)

@@ -1,0 +1,176 @@
+"""The camera path editor (web/recapture_camera_editor.js) in the real frontend, and its server routes.
+
+Debian's Chromium through Playwright, every request but the local server's blocked (scripts/browser.py).
+With RECAPTURE_WRITE_SCREENSHOTS=1 the run also writes docs/camera_editor.png, the README's picture.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from recapture_core.camera.keyframes import keyframe_trajectory, parse_keyframes
+from test_server_anchor import WARP_WIDGETS, input_images, video  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.server
+REPO = Path(__file__).resolve().parent.parent
+KEYFRAMES = "0:\n6: orbit_left=10\n12: orbit_left=20, dolly_in=0.2"
+NODE_INPUTS = {"keyframes": KEYFRAMES, "interpolation": "pose: slerp + spline", "num_frames": 13, "hfov_deg": 60.0,
+               "subject_distance": 1.0}
+
+
+def post(server, route: str, body) -> tuple[int, dict]:
+    request = urllib.request.Request(server.url + route, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_the_path_route_gives_the_nodes_own_poses(comfy_server):
+    status, reply = post(comfy_server, "/recapture/camera_path", NODE_INPUTS)
+    assert status == 200, reply
+    truth = keyframe_trajectory(parse_keyframes(KEYFRAMES), 13, "pose: slerp + spline", 60.0, 1.0)
+    assert torch.equal(torch.tensor(reply["poses"], dtype=torch.float64).reshape(13, 4, 4), truth.target_to_source)
+    assert reply["keyframe_frames"] == [0, 6, 12] and reply["zoom"] == truth.zoom.tolist()
+
+
+@pytest.mark.parametrize("body, message", [
+    ({**NODE_INPUTS, "keyframes": "0:\n6: spin=3"}, "input 'keyframes'"),
+    ({**NODE_INPUTS, "num_frames": 0}, "input 'num_frames'"),
+    ({**NODE_INPUTS, "hfov_deg": "wide"}, "input 'hfov_deg'"),
+    ({**NODE_INPUTS, "extra": 1}, "unknown field(s) extra"),
+    ({"num_frames": 13}, "input 'keyframes'"),
+    ("0: orbit_left=3", "must be a JSON object"),
+])
+def test_bad_path_requests_get_a_400_with_the_reason(comfy_server, body, message):
+    status, reply = post(comfy_server, "/recapture/camera_path", body)
+    assert status == 400 and message in reply["error"], reply
+
+
+OPEN_EDITOR = """async (graph) => {
+    await app.loadApiJson(graph, "camera editor");
+    const node = app.graph._nodes.find(n => n.comfyClass === "ReCaptureCameraKeyframes");
+    node.pos = [80, 80];
+    app.canvas.ds.offset = [0, 0];
+    app.canvas.ds.scale = 1;
+    app.canvas.setDirty(true, true);
+    for (let waited = 0; !(node.recaptureEditor && node.recaptureEditor.path) && waited < 20000; waited += 100)
+        await new Promise(r => setTimeout(r, 100));
+    return node.id;
+}"""
+EDITOR = "app.graph.getNodeById({id}).recaptureEditor"
+
+
+def keyframe_text(page, node_id) -> str:
+    return page.evaluate(f"() => app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'keyframes').value")
+
+
+def wait_for(page, condition: str, timeout_s: float = 20.0):
+    page.wait_for_function(condition, timeout=timeout_s * 1000)
+
+
+@pytest.fixture(scope="module")
+def editor_page(comfy_server, input_images):  # noqa: F811
+    """The frontend with a graph whose Camera Keyframes node feeds a PointCloudWarp that has run once."""
+    from browser import frontend
+
+    frame, depth = input_images
+    graph = {**video("1", frame, 13), **video("2", depth, 13),
+             "10": {"class_type": "ReCaptureCameraKeyframes", "inputs": dict(NODE_INPUTS)},
+             "11": {"class_type": "ReCapturePointCloudWarp",
+                    "inputs": {"frames": ["1", 0], "trajectory": ["10", 0], "depth_image": ["2", 0],
+                               "reading": "depth, bright = far", **WARP_WIDGETS}},
+             "12": {"class_type": "PreviewAny", "inputs": {"source": ["11", 3]}}}
+    comfy_server.run(graph)  # PointCloudWarp "11" has run: the editor can preview its anchor
+    with frontend(comfy_server.url) as page:
+        node_id = page.evaluate(OPEN_EDITOR, graph)
+        yield page, node_id
+
+
+def test_the_editor_draws_the_path_on_the_keyframes_node(editor_page):
+    page, node_id = editor_page
+    editor = EDITOR.format(id=node_id)
+    state = page.evaluate(f"() => [{editor}.path.num_frames, {editor}.path.keyframe_frames, {editor}.canvas.isConnected]")
+    assert state == [13, [0, 6, 12], True]
+    # The canvas shows the scene: more than the background colour.
+    colours = page.evaluate(f"""() => {{
+        const e = {editor}; e.draw();
+        const gl = e.renderer.getContext(), w = gl.drawingBufferWidth, h = gl.drawingBufferHeight;
+        const pixels = new Uint8Array(w * h * 4); gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, pixels);
+        const seen = new Set(); for (let i = 0; i < pixels.length; i += 4 * 7) seen.add(pixels[i] << 16 | pixels[i + 1] << 8 | pixels[i + 2]);
+        return seen.size; }}""")
+    assert colours > 10
+    assert page.page_errors == []
+
+
+def test_dragging_a_keyframe_camera_orbits_it_in_the_text(editor_page):
+    page, node_id = editor_page
+    editor = EDITOR.format(id=node_id)
+    x, y = page.evaluate(f"() => {editor}.screenOfKeyframe(6)")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 20, y, steps=3)
+    page.mouse.move(x + 40, y, steps=3)
+    page.mouse.up()
+    text = keyframe_text(page, node_id)
+    assert text == "0:\n6: orbit_left=2\n12: orbit_left=20, dolly_in=0.2"  # 10 - 40 px x 0.2 degrees
+    wait_for(page, f"() => {editor}.path && {editor}.lastInputs.includes('orbit_left=2')")
+    # ... and the view now draws the path of the new text.
+    status, reply = post_from_page(page, text)
+    wait_for(page, f"() => JSON.stringify({editor}.cameraPosition(6)) === '{json.dumps(reply['poses'][6][3::4][:3], separators=(',', ':'))}'")
+
+
+def post_from_page(page, keyframes: str):
+    body = json.dumps({**NODE_INPUTS, "keyframes": keyframes})
+    return page.evaluate("""async (body) => {
+        const r = await fetch("/recapture/camera_path", {method: "POST", body}); return [r.status, await r.json()]; }""", body)
+
+
+def test_typing_into_the_keyframes_moves_the_cameras_in_the_view(editor_page):
+    page, node_id = editor_page
+    editor = EDITOR.format(id=node_id)
+    typed = "0:\n6: orbit_left=10\n12: orbit_left=-30"
+    page.evaluate(f"(text) => {{ const w = app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'keyframes'); "
+                  f"w.value = text; }}", typed)
+    status, reply = post_from_page(page, typed)
+    assert status == 200
+    expected = json.dumps(reply["poses"][12][3::4][:3], separators=(",", ":"))
+    wait_for(page, f"() => JSON.stringify({editor}.cameraPosition(12)) === '{expected}'")
+    assert reply["poses"][12][3] > 0  # orbit_left = -30 is an orbit to the right: the camera moves towards +x
+
+
+def test_the_editor_previews_the_anchor_of_the_warp_node_it_feeds(editor_page):
+    page, node_id = editor_page
+    editor = EDITOR.format(id=node_id)
+    page.evaluate(f"() => {editor}.setFrame(12)")
+    wait_for(page, f"() => {editor}.previewed && {editor}.previewed.frame === 12")
+    preview = page.evaluate(f"() => [{editor}.previewed.hole_ratio, {editor}.preview.src.slice(0, 22)]")
+    assert preview[1] == "data:image/png;base64,"
+    assert 0.0 < preview[0] < 1.0
+    if os.environ.get("RECAPTURE_WRITE_SCREENSHOTS") == "1":
+        time.sleep(0.5)
+        box = page.evaluate(f"""() => {{ const r = {editor}.container.getBoundingClientRect();
+            return {{x: Math.max(0, r.left - 20), y: Math.max(0, r.top - 260), width: r.width + 40, height: r.height + 280}}; }}""")
+        (REPO / "docs").mkdir(exist_ok=True)
+        page.screenshot(path=str(REPO / "docs" / "camera_editor.png"), clip=box)
+
+
+def test_a_saved_workflow_keeps_only_the_keyframe_text(editor_page, comfy_server):
+    page, node_id = editor_page
+    saved = page.evaluate("() => JSON.stringify(app.graph.serialize())")
+    node = next(n for n in json.loads(saved)["nodes"] if n["id"] == node_id)
+    declared = comfy_server.object_info()["ReCaptureCameraKeyframes"]["input"]["required"]
+    assert len(node["widgets_values"]) == len(declared)  # no value for the editor widget
+    text = node["widgets_values"][0]
+    page.evaluate("async (saved) => { await app.loadGraphData(JSON.parse(saved)); }", saved)
+    assert keyframe_text(page, node_id) == text
+    assert page.page_errors == []

@@ -1,0 +1,317 @@
+// Camera path editor for ReCapture's Camera Keyframes node: the path in 3D (three.js, vendored under
+// web/vendor/three), a time slider, keyframe cameras you drag to orbit them, and a live anchor preview.
+//
+// The keyframe text widget stays the source of truth: every edit here rewrites that text, typed edits
+// redraw the view, and a workflow saved with this extension loads unchanged without it (the editor
+// widget is not serialised). The poses come from the server (POST /recapture/camera_path), computed by
+// the same code as the node, so what is drawn is the path the graph will use.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import * as THREE from "./vendor/three/three.module.min.js";
+import { OrbitControls } from "./vendor/three/OrbitControls.js";
+
+const NODE = "ReCaptureCameraKeyframes";
+const DEGREES_PER_PIXEL = 0.2; // dragging a keyframe camera by one pixel orbits it this far
+const HEIGHT = 300;
+const COLOURS = { source: 0x4caf50, path: 0x5c7cfa, key: 0xffa94d, current: 0xffffff, pivot: 0xff6b6b };
+
+// --- keyframe text: the same grammar as recapture_core/camera/keyframes.py ------------------------------
+function splitLine(line) {
+  const hash = line.indexOf("#");
+  return hash < 0 ? [line, ""] : [line.slice(0, hash), line.slice(hash)];
+}
+
+export function setKeyframeParams(text, frame, changes) {
+  // The text with keyframe `frame`'s parameters updated (names in `changes` set, others kept).
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const [body, comment] = splitLine(lines[i]);
+    const match = body.match(/^\s*(\d+)\s*:(.*)$/);
+    if (!match || Number(match[1]) !== frame) continue;
+    const params = new Map();
+    for (const part of match[2].split(",")) {
+      const [name, value] = part.split("=").map((s) => s && s.trim());
+      if (name) params.set(name, value);
+    }
+    for (const [name, value] of Object.entries(changes)) params.set(name, String(Math.round(value * 100) / 100));
+    const joined = [...params].map(([name, value]) => `${name}=${value}`).join(", ");
+    lines[i] = `${match[1]}: ${joined}${comment ? " " + comment : ""}`;
+    return lines.join("\n");
+  }
+  return text;
+}
+
+export function keyframeParam(text, frame, name) {
+  for (const line of text.split("\n")) {
+    const match = splitLine(line)[0].match(/^\s*(\d+)\s*:(.*)$/);
+    if (!match || Number(match[1]) !== frame) continue;
+    for (const part of match[2].split(",")) {
+      const [key, value] = part.split("=").map((s) => s && s.trim());
+      if (key === name) return Number(value);
+    }
+    return 0;
+  }
+  return null;
+}
+
+// --- the view -------------------------------------------------------------------------------------------
+function frustum(pose, hfovDeg, zoom, size, colour) {
+  // Line segments of a camera pyramid; `pose` is the row-major 4x4 target_to_source (OpenCV axes).
+  const half = Math.tan((hfovDeg * Math.PI) / 360) / zoom;
+  const corners = [[-half, -half * 0.6], [half, -half * 0.6], [half, half * 0.6], [-half, half * 0.6]]
+    .map(([x, y]) => new THREE.Vector3(x * size, y * size, size));
+  const apex = new THREE.Vector3(0, 0, 0);
+  const points = [];
+  for (let i = 0; i < 4; i++) points.push(apex, corners[i], corners[i], corners[(i + 1) % 4]);
+  const up = new THREE.Vector3(0, -half * 0.9 * size, size); // a tick on the camera's up side
+  points.push(corners[0].clone().lerp(corners[1], 0.5), up);
+  const geometry = new THREE.BufferGeometry().setFromPoints(points);
+  const lines = new THREE.LineSegments(geometry, new THREE.LineBasicMaterial({ color: colour }));
+  lines.matrixAutoUpdate = false;
+  lines.matrix.set(...pose);
+  return lines;
+}
+
+class Editor {
+  constructor(node) {
+    this.node = node;
+    this.path = null;
+    this.frame = 0;
+    this.generation = 0;
+    this.container = document.createElement("div");
+    this.container.style.cssText = "display:flex;flex-direction:column;gap:4px;width:100%;height:100%";
+    const row = document.createElement("div");
+    row.style.cssText = "display:flex;gap:4px;flex:1;min-height:0";
+    this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+    this.renderer.setPixelRatio(1);
+    this.canvas = this.renderer.domElement;
+    this.canvas.style.cssText = "flex:2;min-width:0;height:100%;border-radius:4px;touch-action:none";
+    this.preview = document.createElement("img");
+    this.preview.alt = "anchor preview: run the graph once";
+    this.preview.style.cssText = "flex:1;min-width:0;object-fit:contain;background:#111;border-radius:4px";
+    row.append(this.canvas, this.preview);
+    this.slider = document.createElement("input");
+    this.slider.type = "range";
+    this.slider.min = "0";
+    this.slider.step = "1";
+    this.status = document.createElement("div");
+    this.status.style.cssText = "font-size:11px;opacity:0.8;white-space:nowrap;overflow:hidden";
+    this.container.append(row, this.slider, this.status);
+
+    this.scene = new THREE.Scene();
+    this.scene.background = new THREE.Color(0x202020);
+    this.world = new THREE.Group(); // OpenCV axes (y down, z forward) turned so that up is up on screen
+    this.world.rotation.x = Math.PI;
+    this.scene.add(this.world);
+    this.camera = new THREE.PerspectiveCamera(50, 1.5, 0.01, 1000);
+    this.controls = new OrbitControls(this.camera, this.canvas);
+    this.controls.addEventListener("change", () => this.draw());
+    this.picks = [];
+    this.slider.addEventListener("input", () => this.setFrame(Number(this.slider.value)));
+    this.canvas.addEventListener("pointerdown", (e) => this.pointerDown(e));
+    this.lastInputs = "";
+    this.timer = setInterval(() => this.poll(), 400);
+  }
+
+  widget(name) {
+    return this.node.widgets?.find((w) => w.name === name);
+  }
+
+  inputs() {
+    const value = (name, fallback) => this.widget(name)?.value ?? fallback;
+    return {
+      keyframes: value("keyframes", "0:"), interpolation: value("interpolation", "pose: slerp + spline"),
+      num_frames: value("num_frames", 25), hfov_deg: value("hfov_deg", 60.0), subject_distance: value("subject_distance", 1.0),
+    };
+  }
+
+  poll() {
+    if (!this.container.isConnected) return;
+    const inputs = JSON.stringify(this.inputs());
+    if (inputs !== this.lastInputs) {
+      this.lastInputs = inputs;
+      this.refresh();
+    }
+  }
+
+  async refresh() {
+    const generation = ++this.generation;
+    const reply = await api.fetchApi("/recapture/camera_path", { method: "POST", body: JSON.stringify(this.inputs()) });
+    const body = await reply.json();
+    if (generation !== this.generation) return; // a newer edit is on its way
+    if (!reply.ok) {
+      this.status.textContent = body.error;
+      return;
+    }
+    this.path = body;
+    this.slider.max = String(body.num_frames - 1);
+    this.frame = Math.min(this.frame, body.num_frames - 1);
+    this.slider.value = String(this.frame);
+    this.build();
+    this.updatePreview();
+  }
+
+  build() {
+    this.world.clear();
+    this.picks = [];
+    const { poses, zoom, hfov_deg: hfov, subject_distance: d, keyframe_frames: keys } = this.path;
+    const size = 0.22 * d;
+    const identity = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+    this.world.add(frustum(identity, hfov, 1, size * 1.2, COLOURS.source));
+    poses.forEach((pose, i) => {
+      const colour = i === this.frame ? COLOURS.current : keys.includes(i) ? COLOURS.key : COLOURS.path;
+      const scale = i === this.frame || keys.includes(i) ? size : size * 0.5;
+      this.world.add(frustum(pose, hfov, zoom[i], scale, colour));
+    });
+    for (const frame of keys) {
+      const pose = poses[frame];
+      const handle = new THREE.Mesh(new THREE.SphereGeometry(0.04 * d, 12, 8),
+        new THREE.MeshBasicMaterial({ color: COLOURS.key }));
+      handle.position.set(pose[3], pose[7], pose[11]);
+      handle.userData.frame = frame;
+      this.world.add(handle);
+      this.picks.push(handle);
+    }
+    const pivot = new THREE.Mesh(new THREE.SphereGeometry(0.03 * d, 12, 8), new THREE.MeshBasicMaterial({ color: COLOURS.pivot }));
+    pivot.position.set(0, 0, d);
+    this.world.add(pivot);
+    if (!this.framed) { // aim the view once; after that it stays where the user left it
+      this.framed = true;
+      this.controls.target.set(0, 0, -d / 2); // the middle between camera and pivot, in the turned world
+      this.camera.position.set(1.1 * d, 0.8 * d, 0.5 * d);
+      this.controls.update(); // dispatches "change", which draws
+    }
+    this.world.updateMatrixWorld(true);
+    this.status.textContent = `${this.path.num_frames} frames, keyframes at ${keys.join(", ")}; frame ${this.frame}. ` +
+      "Drag an orange ball to orbit that keyframe camera; drag elsewhere to turn the view.";
+    this.draw();
+  }
+
+  draw() {
+    const width = Math.max(1, this.canvas.clientWidth), height = Math.max(1, this.canvas.clientHeight);
+    if (this.canvas.width !== width || this.canvas.height !== height) {
+      this.renderer.setSize(width, height, false);
+      this.camera.aspect = width / height;
+      this.camera.updateProjectionMatrix();
+    }
+    this.renderer.render(this.scene, this.camera); // (never controls.update() here: it dispatches "change")
+  }
+
+  setFrame(frame) {
+    this.frame = frame;
+    if (this.path) this.build();
+    this.updatePreview();
+  }
+
+  // The PointCloudWarp node this path feeds, for the anchor preview.
+  warpNode() {
+    for (const link of Object.values(this.node.graph?.links ?? {})) {
+      if (!link || link.origin_id !== this.node.id) continue;
+      const target = this.node.graph.getNodeById(link.target_id);
+      if (target?.comfyClass === "ReCapturePointCloudWarp") return target;
+    }
+    return null;
+  }
+
+  async updatePreview() {
+    const warp = this.warpNode();
+    if (!warp || !this.path) return;
+    const { keyframes, interpolation } = this.inputs();
+    const reply = await api.fetchApi("/recapture/anchor_preview", {
+      method: "POST", body: JSON.stringify({ node: String(warp.id), frame: this.frame, size: 192, keyframes, interpolation }),
+    });
+    const body = await reply.json();
+    if (reply.ok) {
+      this.preview.src = `data:image/png;base64,${body.image}`;
+      this.preview.title = `frame ${body.frame}: ${(100 * body.hole_ratio).toFixed(1)}% holes`;
+      this.previewed = body;
+    } else {
+      this.preview.removeAttribute("src");
+      this.preview.alt = body.error;
+      this.previewed = null;
+    }
+  }
+
+  // --- dragging keyframe cameras ------------------------------------------------------------------------
+  pick(event) {
+    const rect = this.canvas.getBoundingClientRect();
+    const pointer = new THREE.Vector2(((event.clientX - rect.left) / rect.width) * 2 - 1, -((event.clientY - rect.top) / rect.height) * 2 + 1);
+    const ray = new THREE.Raycaster();
+    ray.setFromCamera(pointer, this.camera);
+    return ray.intersectObjects(this.picks)[0]?.object ?? null;
+  }
+
+  pointerDown(event) {
+    const handle = this.pick(event);
+    if (!handle) return;
+    event.stopPropagation();
+    event.preventDefault();
+    this.controls.enabled = false;
+    const frame = handle.userData.frame;
+    const text = this.inputs().keyframes;
+    const start = { x: event.clientX, y: event.clientY, left: keyframeParam(text, frame, "orbit_left"), up: keyframeParam(text, frame, "orbit_up") };
+    const move = (e) => {
+      const dx = e.clientX - start.x, dy = e.clientY - start.y;
+      const changes = {};
+      if (dx) changes.orbit_left = start.left - dx * DEGREES_PER_PIXEL; // drag right: the camera goes right
+      if (dy) changes.orbit_up = start.up - dy * DEGREES_PER_PIXEL; // drag up: the camera goes up
+      this.setKeyframes(setKeyframeParams(text, frame, changes));
+    };
+    const up = (e) => {
+      move(e);
+      window.removeEventListener("pointermove", move);
+      window.removeEventListener("pointerup", up);
+      this.controls.enabled = true;
+    };
+    window.addEventListener("pointermove", move);
+    window.addEventListener("pointerup", up);
+  }
+
+  setKeyframes(text) {
+    const widget = this.widget("keyframes");
+    if (!widget || widget.value === text) return;
+    widget.value = text;
+    widget.callback?.(text);
+    this.node.graph?.setDirtyCanvas(true, true);
+    this.poll();
+  }
+
+  // For tests and scripts: where keyframe `frame`'s handle is on screen, and the camera position of a frame.
+  screenOfKeyframe(frame) {
+    const handle = this.picks.find((p) => p.userData.frame === frame);
+    if (!handle) return null;
+    const position = handle.getWorldPosition(new THREE.Vector3()).project(this.camera);
+    const rect = this.canvas.getBoundingClientRect();
+    return [rect.left + ((position.x + 1) / 2) * rect.width, rect.top + ((1 - position.y) / 2) * rect.height];
+  }
+
+  cameraPosition(frame) {
+    const pose = this.path?.poses[frame];
+    return pose ? [pose[3], pose[7], pose[11]] : null;
+  }
+
+  remove() {
+    clearInterval(this.timer);
+    this.controls.dispose();
+    this.renderer.dispose();
+  }
+}
+
+app.registerExtension({
+  name: "recapture.cameraEditor",
+  async nodeCreated(node) {
+    if (node.comfyClass !== NODE) return;
+    const editor = new Editor(node);
+    const widget = node.addDOMWidget("camera_editor", "recapture_camera_editor", editor.container, { hideOnZoom: false });
+    widget.serialize = false; // the keyframe text is the state: saved workflows do not depend on this extension
+    widget.computeLayoutSize = () => ({ minHeight: HEIGHT, minWidth: 420 });
+    node.recaptureEditor = editor;
+    const removed = node.onRemoved;
+    node.onRemoved = function () {
+      editor.remove();
+      return removed?.apply(this, arguments);
+    };
+    node.setSize([Math.max(node.size[0], 480), node.size[1] + HEIGHT]);
+    requestAnimationFrame(() => editor.poll());
+  },
+});
