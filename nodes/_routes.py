@@ -3,6 +3,9 @@
 POST /recapture/camera_path: the poses of a keyframe path, computed by the same code as the Camera
 Keyframes node, so the editor draws exactly the path the graph will use.
 
+POST /recapture/point_cloud: the first frame of a PointCloudWarp node's clip as coloured points, to draw
+the scene under the path.
+
 POST /recapture/anchor_preview: one frame of a PointCloudWarp node's anchor, at reduced size, for a camera path.
 
 A quick look at a path before the whole clip runs: the request names a PointCloudWarp node that has
@@ -35,6 +38,8 @@ from .anchor import RECENT
 log = logging.getLogger(__name__)
 ROUTE = "/recapture/anchor_preview"
 PATH_ROUTE = "/recapture/camera_path"
+CLOUD_ROUTE = "/recapture/point_cloud"
+MAX_CLOUD_POINTS = 40000
 MAX_BODY_BYTES = 64 * 1024
 FIELDS = {"node", "frame", "size", "keyframes", "interpolation"}
 PATH_FIELDS = {"keyframes", "interpolation", "num_frames", "hfov_deg", "subject_distance"}
@@ -116,6 +121,26 @@ def camera_path(request: dict) -> tuple[int, dict]:
                  "hfov_deg": float(hfov_deg), "subject_distance": float(subject_distance)}
 
 
+def point_cloud(request: dict) -> tuple[int, dict]:
+    """``(HTTP status, JSON body)``: the first frame of a PointCloudWarp node's clip as coloured points in its source
+    camera (OpenCV axes), at most MAX_CLOUD_POINTS on a regular pixel grid, in the units of the path the node
+    ran with (when it matched the subject distance, the depth is scaled to that path's)."""
+    if not isinstance(request, dict) or set(request) - {"node"}:
+        return 400, {"error": "send {\"node\": \"<id of a PointCloudWarp node>\"}"}
+    seen = RECENT.get(str(request.get("node")))
+    if seen is None:
+        return 404, {"error": f"PointCloudWarp node {request.get('node')} has not run since the server started: queue the graph once"}
+    from ..recapture_core.depth import central_median
+    from ..recapture_core.warp import point_grid
+
+    depth = seen["depth"]
+    scale = seen["trajectory"].subject_distance / central_median(depth) if seen["match_subject_distance"] else 1.0
+    points, colours = point_grid(seen["frames"][0], depth[0] * scale, seen["trajectory"].source_K(depth.shape[2], depth.shape[1]),
+                                 MAX_CLOUD_POINTS)
+    return 200, {"count": int(points.shape[0]), "positions": points.reshape(-1).tolist(),
+                 "colours": (colours * 255).round().to(torch.uint8).reshape(-1).tolist()}
+
+
 def register() -> None:
     """Add the route to ComfyUI's server, when there is one (not when the pack is imported by a script).
 
@@ -141,3 +166,4 @@ def register() -> None:
 
     json_route(ROUTE, render)
     json_route(PATH_ROUTE, camera_path)
+    json_route(CLOUD_ROUTE, point_cloud)

@@ -28,6 +28,7 @@ Stage 1 of ReCapture. For every frame, each source pixel is lifted to a 3D point
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -353,6 +354,15 @@ def anchor_from_depth(frames: torch.Tensor, depth: DepthMaps, trajectory: Camera
     if match_subject_distance:
         trajectory = trajectory.scaled_to_subject_distance(central_median(values))
     return warp_video(frames, values, trajectory, **warp_options)
+
+
+def point_grid(image: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, max_points: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixels of ``image [H, W, 3]`` on a regular grid of at most ``max_points`` as 3D points ``[N, 3]`` (the
+    camera's OpenCV axes, lifted with ``depth [H, W]`` and pixel intrinsics ``K [3, 3]``) and their colours ``[N, 3]``."""
+    height, width = depth.shape
+    stride = max(1, math.ceil(math.sqrt(height * width / max_points)))
+    points = depth_to_3d_v2(depth[None].to(torch.float32), K[None].to(torch.float32))[0]  # [H, W, 3]
+    return points[::stride, ::stride].reshape(-1, 3), image[::stride, ::stride].reshape(-1, 3)
 
 
 #: Longest side a preview renders at, and the largest it accepts.

@@ -174,3 +174,31 @@ def test_a_saved_workflow_keeps_only_the_keyframe_text(editor_page, comfy_server
     page.evaluate("async (saved) => { await app.loadGraphData(JSON.parse(saved)); }", saved)
     assert keyframe_text(page, node_id) == text
     assert page.page_errors == []
+
+
+def test_the_point_cloud_route_lifts_the_first_frame_in_the_paths_units(editor_page, comfy_server, input_images):  # noqa: F811
+    import numpy as np
+    from PIL import Image
+
+    status, reply = post(comfy_server, "/recapture/point_cloud", {"node": "11"})
+    assert status == 200, reply
+    points = np.array(reply["positions"], dtype=np.float64).reshape(-1, 3)
+    colours = np.array(reply["colours"], dtype=np.uint8).reshape(-1, 3)
+    frame = np.asarray(Image.open(comfy_server.base_dir / "input" / input_images[0]).convert("RGB"))
+    assert reply["count"] == frame.shape[0] * frame.shape[1] <= 40000  # 96 x 64: every pixel
+    assert np.array_equal(colours, frame.reshape(-1, 3))
+    z = points[:, 2].reshape(frame.shape[:2])
+    h, w = z.shape
+    centre = z[h // 4: h - h // 4, w // 4: w - w // 4]
+    assert abs(float(np.median(centre)) - 1.0) < 1e-3  # the node matched the subject distance of its 1.0 path
+    assert post(comfy_server, "/recapture/point_cloud", {"node": "nope"})[0] == 404
+    assert post(comfy_server, "/recapture/point_cloud", {"node": "11", "more": 1})[0] == 400
+
+
+def test_the_view_shows_the_scene_under_the_path_once_the_warp_has_run(editor_page):
+    page, node_id = editor_page
+    editor = EDITOR.format(id=node_id)
+    wait_for(page, f"() => {editor}.cloudPoints === 96 * 64")
+    page.evaluate(f"() => {editor}.togglePlay()")
+    wait_for(page, f"() => {editor}.frame !== 12")  # playing: the slider moves on its own
+    page.evaluate(f"() => {editor}.togglePlay()")

@@ -90,19 +90,35 @@ class Editor {
     this.preview.alt = "anchor preview: run the graph once";
     this.preview.style.cssText = "flex:1;min-width:0;object-fit:contain;background:#111;border-radius:4px";
     row.append(this.canvas, this.preview);
+    const controls = document.createElement("div");
+    controls.style.cssText = "display:flex;gap:6px;align-items:center";
+    this.play = document.createElement("button");
+    this.play.textContent = "▶";
+    this.play.title = "Play the path";
+    this.play.addEventListener("click", () => this.togglePlay());
     this.slider = document.createElement("input");
     this.slider.type = "range";
     this.slider.min = "0";
     this.slider.step = "1";
+    this.slider.style.flex = "1";
+    controls.append(this.play, this.slider);
     this.status = document.createElement("div");
     this.status.style.cssText = "font-size:11px;opacity:0.8;white-space:nowrap;overflow:hidden";
-    this.container.append(row, this.slider, this.status);
+    this.container.append(row, controls, this.status);
 
     this.scene = new THREE.Scene();
     this.scene.background = new THREE.Color(0x202020);
     this.world = new THREE.Group(); // OpenCV axes (y down, z forward) turned so that up is up on screen
     this.world.rotation.x = Math.PI;
     this.scene.add(this.world);
+    this.pathGroup = new THREE.Group();
+    this.cloudGroup = new THREE.Group(); // the scene's first frame, once a PointCloudWarp fed by this node has run
+    this.world.add(this.pathGroup, this.cloudGroup);
+    this.onExecuted = (event) => {
+      const warp = this.warpNode();
+      if (warp && String(event.detail?.node) === String(warp.id)) this.loadCloud(true);
+    };
+    api.addEventListener("executed", this.onExecuted);
     this.camera = new THREE.PerspectiveCamera(50, 1.5, 0.01, 1000);
     this.controls = new OrbitControls(this.camera, this.canvas);
     this.controls.addEventListener("change", () => this.draw());
@@ -149,19 +165,53 @@ class Editor {
     this.slider.value = String(this.frame);
     this.build();
     this.updatePreview();
+    this.loadCloud(false);
+  }
+
+  async loadCloud(again) {
+    const warp = this.warpNode();
+    if (!warp || (!again && this.cloudFor === warp.id)) return;
+    this.cloudFor = warp.id;
+    const reply = await api.fetchApi("/recapture/point_cloud", { method: "POST", body: JSON.stringify({ node: String(warp.id) }) });
+    if (!reply.ok) return; // not run yet: the view shows the path alone
+    const body = await reply.json();
+    const geometry = new THREE.BufferGeometry();
+    geometry.setAttribute("position", new THREE.BufferAttribute(new Float32Array(body.positions), 3));
+    geometry.setAttribute("color", new THREE.BufferAttribute(new Uint8Array(body.colours), 3, true));
+    const size = 0.012 * (this.path?.subject_distance ?? 1);
+    this.cloudGroup.clear();
+    this.cloudGroup.add(new THREE.Points(geometry, new THREE.PointsMaterial({ size, vertexColors: true })));
+    this.cloudPoints = body.count;
+    this.draw();
+  }
+
+  togglePlay() {
+    if (this.playing) {
+      clearInterval(this.playing);
+      this.playing = null;
+      this.play.textContent = "▶";
+      return;
+    }
+    this.play.textContent = "❚❚";
+    this.playing = setInterval(() => {
+      if (!this.path) return;
+      const next = (this.frame + 1) % this.path.num_frames;
+      this.slider.value = String(next);
+      this.setFrame(next);
+    }, 150);
   }
 
   build() {
-    this.world.clear();
+    this.pathGroup.clear();
     this.picks = [];
     const { poses, zoom, hfov_deg: hfov, subject_distance: d, keyframe_frames: keys } = this.path;
     const size = 0.22 * d;
     const identity = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
-    this.world.add(frustum(identity, hfov, 1, size * 1.2, COLOURS.source));
+    this.pathGroup.add(frustum(identity, hfov, 1, size * 1.2, COLOURS.source));
     poses.forEach((pose, i) => {
       const colour = i === this.frame ? COLOURS.current : keys.includes(i) ? COLOURS.key : COLOURS.path;
       const scale = i === this.frame || keys.includes(i) ? size : size * 0.5;
-      this.world.add(frustum(pose, hfov, zoom[i], scale, colour));
+      this.pathGroup.add(frustum(pose, hfov, zoom[i], scale, colour));
     });
     for (const frame of keys) {
       const pose = poses[frame];
@@ -169,12 +219,12 @@ class Editor {
         new THREE.MeshBasicMaterial({ color: COLOURS.key }));
       handle.position.set(pose[3], pose[7], pose[11]);
       handle.userData.frame = frame;
-      this.world.add(handle);
+      this.pathGroup.add(handle);
       this.picks.push(handle);
     }
     const pivot = new THREE.Mesh(new THREE.SphereGeometry(0.03 * d, 12, 8), new THREE.MeshBasicMaterial({ color: COLOURS.pivot }));
     pivot.position.set(0, 0, d);
-    this.world.add(pivot);
+    this.pathGroup.add(pivot);
     if (!this.framed) { // aim the view once; after that it stays where the user left it
       this.framed = true;
       this.controls.target.set(0, 0, -d / 2); // the middle between camera and pivot, in the turned world
@@ -292,6 +342,8 @@ class Editor {
 
   remove() {
     clearInterval(this.timer);
+    if (this.playing) clearInterval(this.playing);
+    api.removeEventListener("executed", this.onExecuted);
     this.controls.dispose();
     this.renderer.dispose();
   }
