@@ -56,6 +56,15 @@ def _png(image: torch.Tensor) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _interpolation(request: dict) -> str:
+    """The request's keyframe interpolation (the node's default when absent), one of the node's choices."""
+    interpolation = request.get("interpolation", "pose: slerp + spline")
+    if not isinstance(interpolation, str) or interpolation not in INTERPOLATIONS:
+        raise ReCaptureInputError("interpolation", f"unknown interpolation {interpolation!r}",
+                                  f"Choose one of: {', '.join(INTERPOLATIONS)}.")
+    return interpolation
+
+
 def render(request: dict) -> tuple[int, dict]:
     """``(HTTP status, JSON body)`` for a parsed request (no I/O: the route's logic, testable alone)."""
     if not isinstance(request, dict):
@@ -73,10 +82,7 @@ def render(request: dict) -> tuple[int, dict]:
     try:
         if "keyframes" in request:
             text = check_text(request["keyframes"], "keyframes")
-            interpolation = request.get("interpolation", "pose: slerp + spline")
-            if interpolation not in INTERPOLATIONS:
-                raise ReCaptureInputError("interpolation", f"unknown interpolation {interpolation!r}",
-                                          f"Choose one of: {', '.join(INTERPOLATIONS)}.")
+            interpolation = _interpolation(request)
             ran = trajectory  # the source camera and subject distance of the path the node ran with
             trajectory = keyframe_trajectory(parse_keyframes(text), seen["frames"].shape[0], interpolation,
                                              subject_distance=ran.subject_distance)
@@ -108,10 +114,7 @@ def camera_path(request: dict) -> tuple[int, dict]:
         hfov_deg, subject_distance = request.get("hfov_deg", 60.0), request.get("subject_distance", 1.0)
         check_number(hfov_deg, "hfov_deg", 1.0, 179.0)
         check_number(subject_distance, "subject_distance", 1e-3, 1e6)
-        interpolation = request.get("interpolation", "pose: slerp + spline")
-        if interpolation not in INTERPOLATIONS:
-            raise ReCaptureInputError("interpolation", f"unknown interpolation {interpolation!r}",
-                                      f"Choose one of: {', '.join(INTERPOLATIONS)}.")
+        interpolation = _interpolation(request)
         keyframes = parse_keyframes(text)
         path = keyframe_trajectory(keyframes, int(num_frames), interpolation, float(hfov_deg), float(subject_distance))
     except ReCaptureInputError as err:

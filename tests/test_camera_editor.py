@@ -48,6 +48,7 @@ def test_the_path_route_gives_the_nodes_own_poses(comfy_server):
     ({**NODE_INPUTS, "num_frames": 0}, "input 'num_frames'"),
     ({**NODE_INPUTS, "hfov_deg": "wide"}, "input 'hfov_deg'"),
     ({**NODE_INPUTS, "extra": 1}, "unknown field(s) extra"),
+    ({**NODE_INPUTS, "interpolation": ["pose: linear"]}, "input 'interpolation'"),
     ({"num_frames": 13}, "input 'keyframes'"),
     ("0: orbit_left=3", "must be a JSON object"),
 ])
