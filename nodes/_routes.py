@@ -42,7 +42,7 @@ CLOUD_ROUTE = "/recapture/point_cloud"
 MAX_CLOUD_POINTS = 40000
 MAX_BODY_BYTES = 64 * 1024
 FIELDS = {"node", "frame", "size", "keyframes", "interpolation"}
-PATH_FIELDS = {"keyframes", "interpolation", "num_frames", "hfov_deg", "subject_distance"}
+PATH_FIELDS = {"keyframes", "interpolation", "preset", "amount", "easing", "num_frames", "hfov_deg", "subject_distance"}
 
 
 def _png(image: torch.Tensor) -> str:
@@ -54,6 +54,20 @@ def _png(image: torch.Tensor) -> str:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _preset_path(request: dict, num_frames: int, hfov_deg: float, subject_distance: float):
+    from ..recapture_core.camera.poses import EASINGS
+    from ..recapture_core.camera.presets import PRESETS, preset_trajectory
+    from ..recapture_core.validation import check_number
+
+    preset, easing, amount = request.get("preset"), request.get("easing", "ease-in-out"), request.get("amount", 0.0)
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise ReCaptureInputError("preset", f"unknown preset {preset!r}", f"Choose one of: {', '.join(PRESETS)}.")
+    if not isinstance(easing, str) or easing not in EASINGS:
+        raise ReCaptureInputError("easing", f"unknown easing {easing!r}", f"Choose one of: {', '.join(EASINGS)}.")
+    check_number(amount, "amount", 0.0, 360.0)
+    return preset_trajectory(preset, float(amount), num_frames, easing, hfov_deg, subject_distance)
 
 
 def _interpolation(request: dict) -> str:
@@ -99,7 +113,8 @@ def render(request: dict) -> tuple[int, dict]:
 
 def camera_path(request: dict) -> tuple[int, dict]:
     """``(HTTP status, JSON body)``: the per-frame poses ``target_to_source`` (row-major 4x4, OpenCV axes, scene
-    units), zoom and keyframe frames of a Camera Keyframes path, checked as the node checks its widgets."""
+    units), zoom and keyframe frames of a Camera Keyframes path (``keyframes``) or of a Camera Trajectory preset
+    (``preset``, ``amount``, ``easing``: no keyframes), checked as the nodes check their widgets."""
     if not isinstance(request, dict):
         return 400, {"error": "the request must be a JSON object"}
     unknown = sorted(set(request) - PATH_FIELDS)
@@ -108,15 +123,17 @@ def camera_path(request: dict) -> tuple[int, dict]:
     from ..recapture_core.validation import check_number
 
     try:
-        text = check_text(request.get("keyframes"), "keyframes")
         num_frames = request.get("num_frames", 25)
         check_number(num_frames, "num_frames", 1, 4096, integer=True)
         hfov_deg, subject_distance = request.get("hfov_deg", 60.0), request.get("subject_distance", 1.0)
         check_number(hfov_deg, "hfov_deg", 1.0, 179.0)
         check_number(subject_distance, "subject_distance", 1e-3, 1e6)
-        interpolation = _interpolation(request)
-        keyframes = parse_keyframes(text)
-        path = keyframe_trajectory(keyframes, int(num_frames), interpolation, float(hfov_deg), float(subject_distance))
+        if "preset" in request:
+            path, keyframes = _preset_path(request, int(num_frames), float(hfov_deg), float(subject_distance)), []
+        else:
+            keyframes = parse_keyframes(check_text(request.get("keyframes"), "keyframes"))
+            path = keyframe_trajectory(keyframes, int(num_frames), _interpolation(request), float(hfov_deg),
+                                       float(subject_distance))
     except ReCaptureInputError as err:
         return 400, {"error": str(err)}
     return 200, {"num_frames": path.num_frames, "keyframe_frames": [frame for frame, _ in keyframes],

@@ -49,6 +49,9 @@ def test_the_path_route_gives_the_nodes_own_poses(comfy_server):
     ({**NODE_INPUTS, "hfov_deg": "wide"}, "input 'hfov_deg'"),
     ({**NODE_INPUTS, "extra": 1}, "unknown field(s) extra"),
     ({**NODE_INPUTS, "interpolation": ["pose: linear"]}, "input 'interpolation'"),
+    ({"preset": "spin", "num_frames": 5}, "input 'preset'"),
+    ({"preset": "orbit left", "easing": "bouncy"}, "input 'easing'"),
+    ({"preset": "orbit left", "amount": 400.0}, "input 'amount'"),
     ({"num_frames": 13}, "input 'keyframes'"),
     ("0: orbit_left=3", "must be a JSON object"),
 ])
@@ -130,10 +133,14 @@ def test_dragging_a_keyframe_camera_orbits_it_in_the_text(editor_page):
     wait_for(page, f"() => JSON.stringify({editor}.cameraPosition(6)) === '{json.dumps(reply['poses'][6][3::4][:3], separators=(',', ':'))}'")
 
 
-def post_from_page(page, keyframes: str):
-    body = json.dumps({**NODE_INPUTS, "keyframes": keyframes})
+def post_path_from_page(page, inputs: dict):
     return page.evaluate("""async (body) => {
-        const r = await fetch("/recapture/camera_path", {method: "POST", body}); return [r.status, await r.json()]; }""", body)
+        const r = await fetch("/recapture/camera_path", {method: "POST", body}); return [r.status, await r.json()]; }""",
+                         json.dumps(inputs))
+
+
+def post_from_page(page, keyframes: str):
+    return post_path_from_page(page, {**NODE_INPUTS, "keyframes": keyframes})
 
 
 def test_typing_into_the_keyframes_moves_the_cameras_in_the_view(editor_page):
@@ -203,3 +210,35 @@ def test_the_view_shows_the_scene_under_the_path_once_the_warp_has_run(editor_pa
     page.evaluate(f"() => {editor}.togglePlay()")
     wait_for(page, f"() => {editor}.frame !== 12")  # playing: the slider moves on its own
     page.evaluate(f"() => {editor}.togglePlay()")
+
+
+def test_keyframes_are_added_and_removed_at_the_current_frame(editor_page):
+    page, node_id = editor_page
+    editor = EDITOR.format(id=node_id)
+    page.evaluate(f"(text) => {{ app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'keyframes').value = text; }}",
+                  "0:\n6: orbit_left=10, zoom=2\n12: orbit_left=20")
+    wait_for(page, f"() => {editor}.path && {editor}.lastInputs.includes('zoom=2')")
+    page.evaluate(f"() => {{ {editor}.setFrame(3); {editor}.addKey.click(); }}")
+    # Half way from frame 0 (orbit 0, zoom 1) to frame 6 (orbit 10, zoom 2): orbit 5, zoom sqrt(2).
+    assert keyframe_text(page, node_id) == "0:\n3: orbit_left=5, zoom=1.41\n6: orbit_left=10, zoom=2\n12: orbit_left=20"
+    wait_for(page, f"() => {editor}.path.keyframe_frames.join() === '0,3,6,12'")
+    page.evaluate(f"() => {{ {editor}.setFrame(6); {editor}.removeKey.click(); }}")
+    assert keyframe_text(page, node_id) == "0:\n3: orbit_left=5, zoom=1.41\n12: orbit_left=20"
+    wait_for(page, f"() => {editor}.path.keyframe_frames.join() === '0,3,12'")
+
+
+def test_the_preset_node_shows_its_path_read_only(editor_page):
+    page, _ = editor_page
+    graph = {"20": {"class_type": "ReCaptureCameraTrajectory",
+                    "inputs": {"preset": "orbit left", "amount": 20.0, "easing": "linear", "num_frames": 7, "hfov_deg": 60.0,
+                               "subject_distance": 1.0}}}
+    page.evaluate("async (graph) => { await app.loadApiJson(graph, 'preset view'); }", graph)
+    node_id = page.evaluate("() => app.graph._nodes.find(n => n.comfyClass === 'ReCaptureCameraTrajectory').id")
+    editor = EDITOR.format(id=node_id)
+    wait_for(page, f"() => {editor} && {editor}.path")
+    assert page.evaluate(f"() => [{editor}.path.num_frames, {editor}.picks.length, {editor}.readOnly, "
+                         f"{editor}.container.contains({editor}.addKey)]") == [7, 0, True, False]
+    status, reply = post_path_from_page(page, graph["20"]["inputs"])
+    assert status == 200
+    expected = json.dumps(reply["poses"][6][3::4][:3], separators=(",", ":"))
+    assert page.evaluate(f"() => JSON.stringify({editor}.cameraPosition(6))") == expected

@@ -11,6 +11,7 @@ import * as THREE from "./vendor/three/three.module.min.js";
 import { OrbitControls } from "./vendor/three/OrbitControls.js";
 
 const NODE = "ReCaptureCameraKeyframes";
+const PRESET_NODE = "ReCaptureCameraTrajectory"; // shown read-only: its path is set by its widgets
 const DEGREES_PER_PIXEL = 0.2; // dragging a keyframe camera by one pixel orbits it this far
 const HEIGHT = 300;
 const COLOURS = { source: 0x4caf50, path: 0x5c7cfa, key: 0xffa94d, current: 0xffffff, pivot: 0xff6b6b };
@@ -39,6 +40,58 @@ export function setKeyframeParams(text, frame, changes) {
     return lines.join("\n");
   }
   return text;
+}
+
+function parseKeyframes(text) {
+  // [[frame, Map(name -> number)], ...] in the text's order, comments and blank lines skipped.
+  const keys = [];
+  for (const line of text.split("\n")) {
+    const match = splitLine(line)[0].match(/^\s*(\d+)\s*:(.*)$/);
+    if (!match) continue;
+    const params = new Map();
+    for (const part of match[2].split(",")) {
+      const [name, value] = part.split("=").map((s) => s && s.trim());
+      if (name) params.set(name, Number(value));
+    }
+    keys.push([Number(match[1]), params]);
+  }
+  return keys;
+}
+
+export function addKeyframe(text, frame) {
+  // The text with a keyframe at `frame`, its move interpolated from the keyframes around it (zoom
+  // geometrically, the rest linearly; past the ends, the nearest keyframe's), inserted in frame order.
+  const keys = parseKeyframes(text).sort((a, b) => a[0] - b[0]);
+  if (keys.some(([f]) => f === frame)) return text;
+  const before = [...keys].reverse().find(([f]) => f < frame), after = keys.find(([f]) => f > frame);
+  const t = before && after ? (frame - before[0]) / (after[0] - before[0]) : 0;
+  const names = new Set([...(before?.[1].keys() ?? []), ...(after?.[1].keys() ?? [])]);
+  const params = [];
+  for (const name of names) {
+    const neutral = name === "zoom" ? 1 : 0;
+    const a = before?.[1].get(name) ?? (before ? neutral : after[1].get(name) ?? neutral);
+    const b = after?.[1].get(name) ?? (after ? neutral : a);
+    const value = name === "zoom" ? a * Math.pow(b / a, t) : a + (b - a) * t;
+    params.push(`${name}=${Math.round(value * 100) / 100}`);
+  }
+  const line = `${frame}: ${params.join(", ")}`.trimEnd();
+  const lines = text.split("\n");
+  let at = lines.length;
+  for (let i = 0; i < lines.length; i++) {
+    const match = splitLine(lines[i])[0].match(/^\s*(\d+)\s*:/);
+    if (match && Number(match[1]) > frame) { at = i; break; }
+  }
+  lines.splice(at, 0, line);
+  return lines.join("\n");
+}
+
+export function removeKeyframe(text, frame) {
+  // The text without keyframe `frame`'s line (the last keyframe is kept: a path needs one).
+  if (parseKeyframes(text).length < 2) return text;
+  return text.split("\n").filter((line) => {
+    const match = splitLine(line)[0].match(/^\s*(\d+)\s*:/);
+    return !(match && Number(match[1]) === frame);
+  }).join("\n");
 }
 
 export function keyframeParam(text, frame, name) {
@@ -101,7 +154,16 @@ class Editor {
     this.slider.min = "0";
     this.slider.step = "1";
     this.slider.style.flex = "1";
-    controls.append(this.play, this.slider);
+    this.readOnly = node.comfyClass !== NODE;
+    this.addKey = document.createElement("button");
+    this.addKey.textContent = "+ key";
+    this.addKey.title = "Add a keyframe at the current frame (its move interpolated from its neighbours)";
+    this.addKey.addEventListener("click", () => this.setKeyframes(addKeyframe(this.inputs().keyframes, this.frame)));
+    this.removeKey = document.createElement("button");
+    this.removeKey.textContent = "− key";
+    this.removeKey.title = "Remove the keyframe at the current frame";
+    this.removeKey.addEventListener("click", () => this.setKeyframes(removeKeyframe(this.inputs().keyframes, this.frame)));
+    controls.append(this.play, this.slider, ...(this.readOnly ? [] : [this.addKey, this.removeKey]));
     this.status = document.createElement("div");
     this.status.style.cssText = "font-size:11px;opacity:0.8;white-space:nowrap;overflow:hidden";
     this.container.append(row, controls, this.status);
@@ -135,10 +197,9 @@ class Editor {
 
   inputs() {
     const value = (name, fallback) => this.widget(name)?.value ?? fallback;
-    return {
-      keyframes: value("keyframes", "0:"), interpolation: value("interpolation", "pose: slerp + spline"),
-      num_frames: value("num_frames", 25), hfov_deg: value("hfov_deg", 60.0), subject_distance: value("subject_distance", 1.0),
-    };
+    const shared = { num_frames: value("num_frames", 25), hfov_deg: value("hfov_deg", 60.0), subject_distance: value("subject_distance", 1.0) };
+    if (this.readOnly) return { preset: value("preset", "static"), amount: value("amount", 0), easing: value("easing", "ease-in-out"), ...shared };
+    return { keyframes: value("keyframes", "0:"), interpolation: value("interpolation", "pose: slerp + spline"), ...shared };
   }
 
   poll() {
@@ -232,8 +293,9 @@ class Editor {
       this.controls.update(); // dispatches "change", which draws
     }
     this.world.updateMatrixWorld(true);
-    this.status.textContent = `${this.path.num_frames} frames, keyframes at ${keys.join(", ")}; frame ${this.frame}. ` +
-      "Drag an orange ball to orbit that keyframe camera; drag elsewhere to turn the view.";
+    this.status.textContent = this.readOnly ? `${this.path.num_frames} frames; frame ${this.frame}. Drag to turn the view.`
+      : `${this.path.num_frames} frames, keyframes at ${keys.join(", ")}; frame ${this.frame}. ` +
+        "Drag an orange ball to orbit that keyframe camera; drag elsewhere to turn the view.";
     this.draw();
   }
 
@@ -266,10 +328,9 @@ class Editor {
   async updatePreview() {
     const warp = this.warpNode();
     if (!warp || !this.path) return;
-    const { keyframes, interpolation } = this.inputs();
-    const reply = await api.fetchApi("/recapture/anchor_preview", {
-      method: "POST", body: JSON.stringify({ node: String(warp.id), frame: this.frame, size: 192, keyframes, interpolation }),
-    });
+    const request = { node: String(warp.id), frame: this.frame, size: 192 };
+    if (!this.readOnly) Object.assign(request, { keyframes: this.inputs().keyframes, interpolation: this.inputs().interpolation });
+    const reply = await api.fetchApi("/recapture/anchor_preview", { method: "POST", body: JSON.stringify(request) });
     const body = await reply.json();
     if (reply.ok) {
       this.preview.src = `data:image/png;base64,${body.image}`;
@@ -352,7 +413,7 @@ class Editor {
 app.registerExtension({
   name: "recapture.cameraEditor",
   async nodeCreated(node) {
-    if (node.comfyClass !== NODE) return;
+    if (node.comfyClass !== NODE && node.comfyClass !== PRESET_NODE) return;
     const editor = new Editor(node);
     const widget = node.addDOMWidget("camera_editor", "recapture_camera_editor", editor.container, { hideOnZoom: false });
     widget.serialize = false; // the keyframe text is the state: saved workflows do not depend on this extension
