@@ -133,6 +133,34 @@ def test_dragging_a_keyframe_camera_orbits_it_in_the_text(editor_page):
     wait_for(page, f"() => JSON.stringify({editor}.cameraPosition(6)) === '{json.dumps(reply['poses'][6][3::4][:3], separators=(',', ':'))}'")
 
 
+def drag(page, x, y, dx, dy, modifier=None):
+    if modifier:
+        page.keyboard.down(modifier)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx / 2, y + dy / 2, steps=3)
+    page.mouse.move(x + dx, y + dy, steps=3)
+    page.mouse.up()
+    if modifier:
+        page.keyboard.up(modifier)
+
+
+def test_shift_drag_moves_and_alt_drag_turns_a_keyframe_camera(editor_page):
+    page, node_id = editor_page
+    editor = EDITOR.format(id=node_id)
+    page.evaluate(f"(text) => {{ app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'keyframes').value = text; }}",
+                  "0:\n12: orbit_left=20")
+    wait_for(page, f"() => {editor}.path && {editor}.path.keyframe_frames.join() === '0,12'")
+    x, y = page.evaluate(f"() => {editor}.screenOfKeyframe(12)")
+    drag(page, x, y, 40, 0, "Shift")  # 40 px right: 0.2 subject distances to the right
+    assert keyframe_text(page, node_id) == "0:\n12: orbit_left=20, truck_right=0.2"
+    wait_for(page, f"() => {editor}.lastInputs.includes('truck_right=0.2') && {editor}.path.keyframe_frames.join() === '0,12'")
+    page.wait_for_timeout(300)
+    x, y = page.evaluate(f"() => {editor}.screenOfKeyframe(12)")
+    drag(page, x, y, 0, -20, "Alt")  # 20 px up: tilt up 4 degrees
+    assert keyframe_text(page, node_id) == "0:\n12: orbit_left=20, truck_right=0.2, tilt_up=4"
+
+
 def post_path_from_page(page, inputs: dict):
     return page.evaluate("""async (body) => {
         const r = await fetch("/recapture/camera_path", {method: "POST", body}); return [r.status, await r.json()]; }""",
@@ -220,10 +248,10 @@ def test_keyframes_are_added_and_removed_at_the_current_frame(editor_page):
     wait_for(page, f"() => {editor}.path && {editor}.lastInputs.includes('zoom=2')")
     page.evaluate(f"() => {{ {editor}.setFrame(3); {editor}.addKey.click(); }}")
     # Half way from frame 0 (orbit 0, zoom 1) to frame 6 (orbit 10, zoom 2): orbit 5, zoom sqrt(2).
-    assert keyframe_text(page, node_id) == "0:\n3: orbit_left=5, zoom=1.41\n6: orbit_left=10, zoom=2\n12: orbit_left=20"
+    assert keyframe_text(page, node_id) == "0:\n3: orbit_left=5, zoom=1.414\n6: orbit_left=10, zoom=2\n12: orbit_left=20"
     wait_for(page, f"() => {editor}.path.keyframe_frames.join() === '0,3,6,12'")
     page.evaluate(f"() => {{ {editor}.setFrame(6); {editor}.removeKey.click(); }}")
-    assert keyframe_text(page, node_id) == "0:\n3: orbit_left=5, zoom=1.41\n12: orbit_left=20"
+    assert keyframe_text(page, node_id) == "0:\n3: orbit_left=5, zoom=1.414\n12: orbit_left=20"
     wait_for(page, f"() => {editor}.path.keyframe_frames.join() === '0,3,12'")
 
 

@@ -12,7 +12,14 @@ import { OrbitControls } from "./vendor/three/OrbitControls.js";
 
 const NODE = "ReCaptureCameraKeyframes";
 const PRESET_NODE = "ReCaptureCameraTrajectory"; // shown read-only: its path is set by its widgets
-const DEGREES_PER_PIXEL = 0.2; // dragging a keyframe camera by one pixel orbits it this far
+const DEGREES_PER_PIXEL = 0.2; // dragging a keyframe camera by one pixel orbits (or turns) it this far
+const DISTANCE_PER_PIXEL = 0.005; // ... or moves it this far, in subject distances
+// What a drag does, by modifier key: [parameter for sideways, its change per pixel right, for up, per pixel up].
+const DRAGS = {
+  orbit: ["orbit_left", -DEGREES_PER_PIXEL, "orbit_up", DEGREES_PER_PIXEL], // plain drag: the camera goes where you drag
+  move: ["truck_right", DISTANCE_PER_PIXEL, "pedestal_up", DISTANCE_PER_PIXEL], // shift
+  turn: ["pan_right", DEGREES_PER_PIXEL, "tilt_up", DEGREES_PER_PIXEL], // alt
+};
 const HEIGHT = 300;
 const COLOURS = { source: 0x4caf50, path: 0x5c7cfa, key: 0xffa94d, current: 0xffffff, pivot: 0xff6b6b };
 
@@ -34,7 +41,7 @@ export function setKeyframeParams(text, frame, changes) {
       const [name, value] = part.split("=").map((s) => s && s.trim());
       if (name) params.set(name, value);
     }
-    for (const [name, value] of Object.entries(changes)) params.set(name, String(Math.round(value * 100) / 100));
+    for (const [name, value] of Object.entries(changes)) params.set(name, String(Math.round(value * 1000) / 1000));
     const joined = [...params].map(([name, value]) => `${name}=${value}`).join(", ");
     lines[i] = `${match[1]}: ${joined}${comment ? " " + comment : ""}`;
     return lines.join("\n");
@@ -72,7 +79,7 @@ export function addKeyframe(text, frame) {
     const a = before?.[1].get(name) ?? (before ? neutral : after[1].get(name) ?? neutral);
     const b = after?.[1].get(name) ?? (after ? neutral : a);
     const value = name === "zoom" ? a * Math.pow(b / a, t) : a + (b - a) * t;
-    params.push(`${name}=${Math.round(value * 100) / 100}`);
+    params.push(`${name}=${Math.round(value * 1000) / 1000}`);
   }
   const line = `${frame}: ${params.join(", ")}`.trimEnd();
   const lines = text.split("\n");
@@ -295,7 +302,7 @@ class Editor {
     this.world.updateMatrixWorld(true);
     this.status.textContent = this.readOnly ? `${this.path.num_frames} frames; frame ${this.frame}. Drag to turn the view.`
       : `${this.path.num_frames} frames, keyframes at ${keys.join(", ")}; frame ${this.frame}. ` +
-        "Drag an orange ball to orbit that keyframe camera; drag elsewhere to turn the view.";
+        "Drag an orange ball to orbit that keyframe camera (shift: move it, alt: turn it); drag elsewhere to turn the view.";
     this.draw();
   }
 
@@ -360,12 +367,13 @@ class Editor {
     this.controls.enabled = false;
     const frame = handle.userData.frame;
     const text = this.inputs().keyframes;
-    const start = { x: event.clientX, y: event.clientY, left: keyframeParam(text, frame, "orbit_left"), up: keyframeParam(text, frame, "orbit_up") };
+    const [across, perRight, upward, perUp] = DRAGS[event.shiftKey ? "move" : event.altKey ? "turn" : "orbit"];
+    const start = { x: event.clientX, y: event.clientY, across: keyframeParam(text, frame, across), up: keyframeParam(text, frame, upward) };
     const move = (e) => {
       const dx = e.clientX - start.x, dy = e.clientY - start.y;
       const changes = {};
-      if (dx) changes.orbit_left = start.left - dx * DEGREES_PER_PIXEL; // drag right: the camera goes right
-      if (dy) changes.orbit_up = start.up - dy * DEGREES_PER_PIXEL; // drag up: the camera goes up
+      if (dx) changes[across] = start.across + dx * perRight;
+      if (dy) changes[upward] = start.up - dy * perUp; // screen y grows downwards
       this.setKeyframes(setKeyframeParams(text, frame, changes));
     };
     const up = (e) => {
