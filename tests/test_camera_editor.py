@@ -270,3 +270,14 @@ def test_the_preset_node_shows_its_path_read_only(editor_page):
     assert status == 200
     expected = json.dumps(reply["poses"][6][3::4][:3], separators=(",", ":"))
     assert page.evaluate(f"() => JSON.stringify({editor}.cameraPosition(6))") == expected
+
+
+def test_the_view_appears_on_the_preset_node_of_a_shipped_workflow(editor_page):
+    page, _ = editor_page
+    shipped = json.loads((REPO / "workflows" / "6_anchor_preview.json").read_text())
+    page.evaluate("async (workflow) => { await app.loadGraphData(workflow); }", shipped)
+    node_id = page.evaluate("() => app.graph._nodes.find(n => n.comfyClass === 'ReCaptureCameraTrajectory').id")
+    editor = EDITOR.format(id=node_id)
+    wait_for(page, f"() => {editor} && {editor}.path")
+    camera = next(n for n in shipped["nodes"] if n["type"] == "ReCaptureCameraTrajectory")
+    assert page.evaluate(f"() => {editor}.path.num_frames") == camera["widgets_values"][3]  # num_frames, as saved
