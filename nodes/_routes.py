@@ -31,7 +31,7 @@ import torch
 from ..recapture_core.camera.keyframes import INTERPOLATIONS, keyframe_trajectory, parse_keyframes
 from ..recapture_core.errors import ReCaptureInputError
 from ..recapture_core.masks import overlay_mask
-from ..recapture_core.validation import check_text
+from ..recapture_core.validation import check_number, check_text
 from ..recapture_core.warp import PREVIEW_SIDE, preview_frame
 from .anchor import RECENT
 
@@ -56,109 +56,126 @@ def _png(image: torch.Tensor) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+class _Refused(Exception):
+    """A request the route answers with ``status`` and ``message`` (never a traceback)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _answers(fields: set[str]):
+    """A route's logic ``answer(request) -> JSON body`` made a ``request -> (status, body)`` function: the request
+    must be a JSON object with only ``fields``; a refusal or a ReCaptureInputError becomes a 4xx with its reason."""
+    def wrap(answer):
+        def respond(request) -> tuple[int, dict]:
+            if not isinstance(request, dict):
+                return 400, {"error": "the request must be a JSON object"}
+            unknown = sorted(set(request) - fields)
+            if unknown:
+                return 400, {"error": f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"}
+            try:
+                return 200, answer(request)
+            except _Refused as err:
+                return err.status, {"error": str(err)}
+            except ReCaptureInputError as err:
+                return 400, {"error": str(err)}
+
+        return respond
+
+    return wrap
+
+
+def _last_run(request: dict) -> dict:
+    """What the PointCloudWarp node named by the request saw when it last ran."""
+    node = request.get("node")
+    if not isinstance(node, (str, int)) or isinstance(node, bool):
+        raise _Refused(400, "'node' must be the id of a PointCloudWarp node")
+    seen = RECENT.get(str(node))
+    if seen is None:
+        raise _Refused(404, f"PointCloudWarp node {node} has not run since the server started: queue the graph once")
+    return seen
+
+
+def _choice(request: dict, name: str, default, choices) -> str:
+    """The request's ``name`` (``default`` when absent), one of the node widget's ``choices``."""
+    value = request.get(name, default)
+    if not isinstance(value, str) or value not in choices:
+        raise ReCaptureInputError(name, f"unknown {name} {value!r}", f"Choose one of: {', '.join(choices)}.")
+    return value
+
+
 def _preset_path(request: dict, num_frames: int, hfov_deg: float, subject_distance: float):
     from ..recapture_core.camera.poses import EASINGS
     from ..recapture_core.camera.presets import PRESETS, preset_trajectory
-    from ..recapture_core.validation import check_number
 
-    preset, easing, amount = request.get("preset"), request.get("easing", "ease-in-out"), request.get("amount", 0.0)
-    if not isinstance(preset, str) or preset not in PRESETS:
-        raise ReCaptureInputError("preset", f"unknown preset {preset!r}", f"Choose one of: {', '.join(PRESETS)}.")
-    if not isinstance(easing, str) or easing not in EASINGS:
-        raise ReCaptureInputError("easing", f"unknown easing {easing!r}", f"Choose one of: {', '.join(EASINGS)}.")
+    preset, easing = _choice(request, "preset", None, PRESETS), _choice(request, "easing", "ease-in-out", EASINGS)
+    amount = request.get("amount", 0.0)
     check_number(amount, "amount", 0.0, 360.0)
     return preset_trajectory(preset, float(amount), num_frames, easing, hfov_deg, subject_distance)
 
 
 def _interpolation(request: dict) -> str:
-    """The request's keyframe interpolation (the node's default when absent), one of the node's choices."""
-    interpolation = request.get("interpolation", "pose: slerp + spline")
-    if not isinstance(interpolation, str) or interpolation not in INTERPOLATIONS:
-        raise ReCaptureInputError("interpolation", f"unknown interpolation {interpolation!r}",
-                                  f"Choose one of: {', '.join(INTERPOLATIONS)}.")
-    return interpolation
+    """The request's keyframe interpolation (the node's default when absent)."""
+    return _choice(request, "interpolation", "pose: slerp + spline", INTERPOLATIONS)
 
 
-def render(request: dict) -> tuple[int, dict]:
-    """``(HTTP status, JSON body)`` for a parsed request (no I/O: the route's logic, testable alone)."""
-    if not isinstance(request, dict):
-        return 400, {"error": "the request must be a JSON object"}
-    unknown = sorted(set(request) - FIELDS)
-    if unknown:
-        return 400, {"error": f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}"}
-    node = request.get("node")
-    if not isinstance(node, (str, int)) or isinstance(node, bool):
-        return 400, {"error": "'node' must be the id of a PointCloudWarp node"}
-    seen = RECENT.get(str(node))
-    if seen is None:
-        return 404, {"error": f"PointCloudWarp node {node} has not run since the server started: queue the graph once"}
+@_answers(FIELDS)
+def render(request: dict) -> dict:
+    """The anchor preview of a parsed request (no I/O: the route's logic)."""
+    seen = _last_run(request)
     trajectory = seen["trajectory"]
-    try:
-        if "keyframes" in request:
-            text = check_text(request["keyframes"], "keyframes")
-            interpolation = _interpolation(request)
-            ran = trajectory  # the source camera and subject distance of the path the node ran with
-            trajectory = keyframe_trajectory(parse_keyframes(text), seen["frames"].shape[0], interpolation,
-                                             subject_distance=ran.subject_distance)
-            trajectory = trajectory.with_source_intrinsics(ran.source_intrinsics)
-        frame, size = request.get("frame", 0), request.get("size", PREVIEW_SIDE)
-        result = preview_frame(seen["frames"], seen["depth"], trajectory, frame, size,
-                               match_subject_distance=seen["match_subject_distance"], edge_threshold=seen["edge_threshold"])
-    except ReCaptureInputError as err:
-        return 400, {"error": str(err)}
+    if "keyframes" in request:
+        text = check_text(request["keyframes"], "keyframes")
+        interpolation = _interpolation(request)
+        ran = trajectory  # the source camera and subject distance of the path the node ran with
+        trajectory = keyframe_trajectory(parse_keyframes(text), seen["frames"].shape[0], interpolation,
+                                         subject_distance=ran.subject_distance)
+        trajectory = trajectory.with_source_intrinsics(ran.source_intrinsics)
+    frame, size = request.get("frame", 0), request.get("size", PREVIEW_SIDE)
+    result = preview_frame(seen["frames"], seen["depth"].as_depth(), trajectory, frame, size,
+                           match_subject_distance=seen["match_subject_distance"], edge_threshold=seen["edge_threshold"])
     tinted = overlay_mask(result.anchor, result.hole_mask)[0]
-    return 200, {"frame": int(frame), "width": int(tinted.shape[1]), "height": int(tinted.shape[0]),
-                 "hole_ratio": float(result.hole_ratio[0]), "image": _png(tinted), "hole_mask": _png(result.hole_mask[0])}
+    return {"frame": int(frame), "width": int(tinted.shape[1]), "height": int(tinted.shape[0]),
+            "hole_ratio": float(result.hole_ratio[0]), "image": _png(tinted), "hole_mask": _png(result.hole_mask[0])}
 
 
-def camera_path(request: dict) -> tuple[int, dict]:
-    """``(HTTP status, JSON body)``: the per-frame poses ``target_to_source`` (row-major 4x4, OpenCV axes, scene
-    units), zoom and keyframe frames of a Camera Keyframes path (``keyframes``) or of a Camera Trajectory preset
-    (``preset``, ``amount``, ``easing``: no keyframes), checked as the nodes check their widgets."""
-    if not isinstance(request, dict):
-        return 400, {"error": "the request must be a JSON object"}
-    unknown = sorted(set(request) - PATH_FIELDS)
-    if unknown:
-        return 400, {"error": f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(PATH_FIELDS))}"}
-    from ..recapture_core.validation import check_number
-
-    try:
-        num_frames = request.get("num_frames", 25)
-        check_number(num_frames, "num_frames", 1, 4096, integer=True)
-        hfov_deg, subject_distance = request.get("hfov_deg", 60.0), request.get("subject_distance", 1.0)
-        check_number(hfov_deg, "hfov_deg", 1.0, 179.0)
-        check_number(subject_distance, "subject_distance", 1e-3, 1e6)
-        if "preset" in request:
-            path, keyframes = _preset_path(request, int(num_frames), float(hfov_deg), float(subject_distance)), []
-        else:
-            keyframes = parse_keyframes(check_text(request.get("keyframes"), "keyframes"))
-            path = keyframe_trajectory(keyframes, int(num_frames), _interpolation(request), float(hfov_deg),
-                                       float(subject_distance))
-    except ReCaptureInputError as err:
-        return 400, {"error": str(err)}
-    return 200, {"num_frames": path.num_frames, "keyframe_frames": [frame for frame, _ in keyframes],
-                 "poses": path.target_to_source.reshape(path.num_frames, 16).tolist(), "zoom": path.zoom.tolist(),
-                 "hfov_deg": float(hfov_deg), "subject_distance": float(subject_distance)}
+@_answers(PATH_FIELDS)
+def camera_path(request: dict) -> dict:
+    """The per-frame poses ``target_to_source`` (row-major 4x4, OpenCV axes, scene units), zoom and keyframe
+    frames of a Camera Keyframes path (``keyframes``) or of a Camera Trajectory preset (``preset``, ``amount``,
+    ``easing``: no keyframes), checked as the nodes check their widgets."""
+    num_frames = request.get("num_frames", 25)
+    check_number(num_frames, "num_frames", 1, 4096, integer=True)
+    hfov_deg, subject_distance = request.get("hfov_deg", 60.0), request.get("subject_distance", 1.0)
+    check_number(hfov_deg, "hfov_deg", 1.0, 179.0)
+    check_number(subject_distance, "subject_distance", 1e-3, 1e6)
+    if "preset" in request:
+        path, keyframes = _preset_path(request, int(num_frames), float(hfov_deg), float(subject_distance)), []
+    else:
+        keyframes = parse_keyframes(check_text(request.get("keyframes"), "keyframes"))
+        path = keyframe_trajectory(keyframes, int(num_frames), _interpolation(request), float(hfov_deg),
+                                   float(subject_distance))
+    return {"num_frames": path.num_frames, "keyframe_frames": [frame for frame, _ in keyframes],
+            "poses": path.target_to_source.reshape(path.num_frames, 16).tolist(), "zoom": path.zoom.tolist(),
+            "hfov_deg": float(hfov_deg), "subject_distance": float(subject_distance)}
 
 
-def point_cloud(request: dict) -> tuple[int, dict]:
-    """``(HTTP status, JSON body)``: the first frame of a PointCloudWarp node's clip as coloured points in its source
-    camera (OpenCV axes), at most MAX_CLOUD_POINTS on a regular pixel grid, in the units of the path the node
-    ran with (when it matched the subject distance, the depth is scaled to that path's)."""
-    if not isinstance(request, dict) or set(request) - {"node"}:
-        return 400, {"error": "send {\"node\": \"<id of a PointCloudWarp node>\"}"}
-    seen = RECENT.get(str(request.get("node")))
-    if seen is None:
-        return 404, {"error": f"PointCloudWarp node {request.get('node')} has not run since the server started: queue the graph once"}
+@_answers({"node"})
+def point_cloud(request: dict) -> dict:
+    """The first frame of a PointCloudWarp node's clip as coloured points in its source camera (OpenCV axes),
+    at most MAX_CLOUD_POINTS on a regular pixel grid, in the units of the path the node ran with (when it matched
+    the subject distance, the depth is scaled to that path's)."""
+    seen = _last_run(request)
     from ..recapture_core.depth import central_median
     from ..recapture_core.warp import point_grid
 
-    depth = seen["depth"]
+    depth = seen["depth"].as_depth()
     scale = seen["trajectory"].subject_distance / central_median(depth) if seen["match_subject_distance"] else 1.0
-    points, colours = point_grid(seen["frames"][0], depth[0] * scale, seen["trajectory"].source_K(depth.shape[2], depth.shape[1]),
-                                 MAX_CLOUD_POINTS)
-    return 200, {"count": int(points.shape[0]), "positions": points.reshape(-1).tolist(),
-                 "colours": (colours * 255).round().to(torch.uint8).reshape(-1).tolist()}
+    K = seen["trajectory"].source_K(depth.shape[2], depth.shape[1])
+    points, colours = point_grid(seen["frames"][0], depth[0] * scale, K, MAX_CLOUD_POINTS)
+    return {"count": int(points.shape[0]), "positions": points.reshape(-1).tolist(),
+            "colours": (colours * 255).round().to(torch.uint8).reshape(-1).tolist()}
 
 
 def register() -> None:

@@ -11,8 +11,8 @@ from . import _comfy
 from .depth import IMAGE_ALIGNMENT_INPUT
 
 log = logging.getLogger(__name__)
-#: node id -> what the last run of that PointCloudWarp node saw, for the anchor preview route
-#: (nodes/_routes.py). References to tensors ComfyUI holds anyway; four nodes at most.
+#: node id -> what the last run of that PointCloudWarp node saw, for the editor's routes (nodes/_routes.py):
+#: references to its inputs (the DEPTH as given: a route turns it into depth when asked), four nodes at most.
 RECENT = LRUCache(size=4)
 
 
@@ -72,7 +72,7 @@ class ReCapturePointCloudWarp:
                                    device=_comfy.device(), progress=_comfy.progress(frames.shape[0]),
                                    check_interrupt=_comfy.check_interrupt)
         if unique_id is not None:
-            RECENT.put(str(unique_id), {"frames": frames, "depth": depth.as_depth(), "trajectory": trajectory,
+            RECENT.put(str(unique_id), {"frames": frames, "depth": depth, "trajectory": trajectory,
                                         "match_subject_distance": match_subject_distance, "edge_threshold": edge_threshold})
         report = feasibility_report(result, warn_above)
         log.info("ReCapture PointCloudWarp: %s", report.replace("\n", " | "))

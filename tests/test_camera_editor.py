@@ -74,6 +74,12 @@ OPEN_EDITOR = """async (graph) => {
 EDITOR = "app.graph.getNodeById({id}).recaptureEditor"
 
 
+def type_keyframes(page, node_id, text: str) -> None:
+    """Set the node's keyframe text as a user typing it would (the editor notices on its own)."""
+    page.evaluate(f"(text) => {{ app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'keyframes').value = text; }}",
+                  text)
+
+
 def keyframe_text(page, node_id) -> str:
     return page.evaluate(f"() => app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'keyframes').value")
 
@@ -120,11 +126,7 @@ def test_dragging_a_keyframe_camera_orbits_it_in_the_text(editor_page):
     page, node_id = editor_page
     editor = EDITOR.format(id=node_id)
     x, y = page.evaluate(f"() => {editor}.screenOfKeyframe(6)")
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x + 20, y, steps=3)
-    page.mouse.move(x + 40, y, steps=3)
-    page.mouse.up()
+    drag(page, x, y, 40, 0)
     text = keyframe_text(page, node_id)
     assert text == "0:\n6: orbit_left=2\n12: orbit_left=20, dolly_in=0.2"  # 10 - 40 px x 0.2 degrees
     wait_for(page, f"() => {editor}.path && {editor}.lastInputs.includes('orbit_left=2')")
@@ -148,8 +150,7 @@ def drag(page, x, y, dx, dy, modifier=None):
 def test_shift_drag_moves_and_alt_drag_turns_a_keyframe_camera(editor_page):
     page, node_id = editor_page
     editor = EDITOR.format(id=node_id)
-    page.evaluate(f"(text) => {{ app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'keyframes').value = text; }}",
-                  "0:\n12: orbit_left=20")
+    type_keyframes(page, node_id, "0:\n12: orbit_left=20")
     wait_for(page, f"() => {editor}.path && {editor}.path.keyframe_frames.join() === '0,12'")
     x, y = page.evaluate(f"() => {editor}.screenOfKeyframe(12)")
     drag(page, x, y, 40, 0, "Shift")  # 40 px right: 0.2 subject distances to the right
@@ -175,8 +176,7 @@ def test_typing_into_the_keyframes_moves_the_cameras_in_the_view(editor_page):
     page, node_id = editor_page
     editor = EDITOR.format(id=node_id)
     typed = "0:\n6: orbit_left=10\n12: orbit_left=-30"
-    page.evaluate(f"(text) => {{ const w = app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'keyframes'); "
-                  f"w.value = text; }}", typed)
+    type_keyframes(page, node_id, typed)
     status, reply = post_from_page(page, typed)
     assert status == 200
     expected = json.dumps(reply["poses"][12][3::4][:3], separators=(",", ":"))
@@ -243,8 +243,7 @@ def test_the_view_shows_the_scene_under_the_path_once_the_warp_has_run(editor_pa
 def test_keyframes_are_added_and_removed_at_the_current_frame(editor_page):
     page, node_id = editor_page
     editor = EDITOR.format(id=node_id)
-    page.evaluate(f"(text) => {{ app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'keyframes').value = text; }}",
-                  "0:\n6: orbit_left=10, zoom=2\n12: orbit_left=20")
+    type_keyframes(page, node_id, "0:\n6: orbit_left=10, zoom=2\n12: orbit_left=20")
     wait_for(page, f"() => {editor}.path && {editor}.lastInputs.includes('zoom=2')")
     page.evaluate(f"() => {{ {editor}.setFrame(3); {editor}.addKey.click(); }}")
     # Half way from frame 0 (orbit 0, zoom 1) to frame 6 (orbit 10, zoom 2): orbit 5, zoom sqrt(2).

@@ -24,45 +24,38 @@ const HEIGHT = 300;
 const COLOURS = { source: 0x4caf50, path: 0x5c7cfa, key: 0xffa94d, current: 0xffffff, pivot: 0xff6b6b };
 
 // --- keyframe text: the same grammar as recapture_core/camera/keyframes.py ------------------------------
-function splitLine(line) {
+function parseLine(line) {
+  // {frame, params: Map(name -> text), comment} of a keyframe line, or null for a comment or blank line.
   const hash = line.indexOf("#");
-  return hash < 0 ? [line, ""] : [line.slice(0, hash), line.slice(hash)];
+  const [body, comment] = hash < 0 ? [line, ""] : [line.slice(0, hash), line.slice(hash)];
+  const match = body.match(/^\s*(\d+)\s*:(.*)$/);
+  if (!match) return null;
+  const params = new Map();
+  for (const part of match[2].split(",")) {
+    const [name, value] = part.split("=").map((s) => s && s.trim());
+    if (name) params.set(name, value);
+  }
+  return { frame: Number(match[1]), params, comment };
+}
+
+const formatValue = (value) => String(Math.round(value * 1000) / 1000);
+
+function parseKeyframes(text) {
+  // [[frame, Map(name -> number)], ...] in the text's order.
+  return text.split("\n").map(parseLine).filter(Boolean)
+    .map(({ frame, params }) => [frame, new Map([...params].map(([name, value]) => [name, Number(value)]))]);
 }
 
 export function setKeyframeParams(text, frame, changes) {
   // The text with keyframe `frame`'s parameters updated (names in `changes` set, others kept).
   const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const [body, comment] = splitLine(lines[i]);
-    const match = body.match(/^\s*(\d+)\s*:(.*)$/);
-    if (!match || Number(match[1]) !== frame) continue;
-    const params = new Map();
-    for (const part of match[2].split(",")) {
-      const [name, value] = part.split("=").map((s) => s && s.trim());
-      if (name) params.set(name, value);
-    }
-    for (const [name, value] of Object.entries(changes)) params.set(name, String(Math.round(value * 1000) / 1000));
-    const joined = [...params].map(([name, value]) => `${name}=${value}`).join(", ");
-    lines[i] = `${match[1]}: ${joined}${comment ? " " + comment : ""}`;
-    return lines.join("\n");
-  }
-  return text;
-}
-
-function parseKeyframes(text) {
-  // [[frame, Map(name -> number)], ...] in the text's order, comments and blank lines skipped.
-  const keys = [];
-  for (const line of text.split("\n")) {
-    const match = splitLine(line)[0].match(/^\s*(\d+)\s*:(.*)$/);
-    if (!match) continue;
-    const params = new Map();
-    for (const part of match[2].split(",")) {
-      const [name, value] = part.split("=").map((s) => s && s.trim());
-      if (name) params.set(name, Number(value));
-    }
-    keys.push([Number(match[1]), params]);
-  }
-  return keys;
+  const i = lines.findIndex((line) => parseLine(line)?.frame === frame);
+  if (i < 0) return text;
+  const { params, comment } = parseLine(lines[i]);
+  for (const [name, value] of Object.entries(changes)) params.set(name, formatValue(value));
+  const joined = [...params].map(([name, value]) => `${name}=${value}`).join(", ");
+  lines[i] = `${frame}: ${joined}${comment ? " " + comment : ""}`;
+  return lines.join("\n");
 }
 
 export function addKeyframe(text, frame) {
@@ -79,39 +72,24 @@ export function addKeyframe(text, frame) {
     const a = before?.[1].get(name) ?? (before ? neutral : after[1].get(name) ?? neutral);
     const b = after?.[1].get(name) ?? (after ? neutral : a);
     const value = name === "zoom" ? a * Math.pow(b / a, t) : a + (b - a) * t;
-    params.push(`${name}=${Math.round(value * 1000) / 1000}`);
+    params.push(`${name}=${formatValue(value)}`);
   }
-  const line = `${frame}: ${params.join(", ")}`.trimEnd();
   const lines = text.split("\n");
-  let at = lines.length;
-  for (let i = 0; i < lines.length; i++) {
-    const match = splitLine(lines[i])[0].match(/^\s*(\d+)\s*:/);
-    if (match && Number(match[1]) > frame) { at = i; break; }
-  }
-  lines.splice(at, 0, line);
+  const at = lines.findIndex((line) => (parseLine(line)?.frame ?? -1) > frame);
+  lines.splice(at < 0 ? lines.length : at, 0, `${frame}: ${params.join(", ")}`.trimEnd());
   return lines.join("\n");
 }
 
 export function removeKeyframe(text, frame) {
   // The text without keyframe `frame`'s line (the last keyframe is kept: a path needs one).
   if (parseKeyframes(text).length < 2) return text;
-  return text.split("\n").filter((line) => {
-    const match = splitLine(line)[0].match(/^\s*(\d+)\s*:/);
-    return !(match && Number(match[1]) === frame);
-  }).join("\n");
+  return text.split("\n").filter((line) => parseLine(line)?.frame !== frame).join("\n");
 }
 
 export function keyframeParam(text, frame, name) {
-  for (const line of text.split("\n")) {
-    const match = splitLine(line)[0].match(/^\s*(\d+)\s*:(.*)$/);
-    if (!match || Number(match[1]) !== frame) continue;
-    for (const part of match[2].split(",")) {
-      const [key, value] = part.split("=").map((s) => s && s.trim());
-      if (key === name) return Number(value);
-    }
-    return 0;
-  }
-  return null;
+  // Keyframe `frame`'s value of `name` (0 when it does not say), or null when there is no such keyframe.
+  const key = parseKeyframes(text).find(([f]) => f === frame);
+  return key ? key[1].get(name) ?? 0 : null;
 }
 
 // --- the view -------------------------------------------------------------------------------------------
