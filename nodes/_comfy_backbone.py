@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -30,10 +29,6 @@ from ..recapture_core.errors import ReCaptureInputError
 from ..recapture_core.finetune import (TrainSettings, edm_loss_weight, flow_loss_weight, lognormal_sigma,
                                       target_modules, uniform_flow_sigma)
 from ..recapture_core.svd.lora import COMFY_KINDS
-
-log = logging.getLogger("recapture")
-HINT = "comfy_model"
-
 
 @dataclass(frozen=True)
 class Family:
@@ -89,8 +84,7 @@ def family_of(model) -> Family:
         "model", f"is a {kind} model; the trainers on ComfyUI's MODEL take Stable Video Diffusion and Wan 2.x text-to-video "
         "and image-to-video (14B) models so far", "Load svd_xt.safetensors with 'Image Only Checkpoint Loader (img2vid "
         "model)', or a Wan 2.1 / 2.2 model (e.g. wan2.1_t2v_1.3B_fp16.safetensors, wan2.2_i2v_low_noise_14B_fp16.safetensors) "
-        "with 'Load Diffusion Model'.",
-        HINT)
+        "with 'Load Diffusion Model'.")
 
 
 def architecture_id(model) -> str:

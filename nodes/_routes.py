@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import logging
 import sys
 
 import torch
@@ -35,7 +34,6 @@ from ..recapture_core.validation import check_number, check_text
 from ..recapture_core.warp import PREVIEW_SIDE, preview_frame
 from .anchor import RECENT
 
-log = logging.getLogger(__name__)
 ROUTE = "/recapture/anchor_preview"
 PATH_ROUTE = "/recapture/camera_path"
 CLOUD_ROUTE = "/recapture/point_cloud"

@@ -7,7 +7,6 @@ train/eval mode and gradient checkpointing are all restored).
 from __future__ import annotations
 
 import math
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
