@@ -242,3 +242,49 @@ def test_the_preview_of_a_frame_is_that_frame_of_the_anchor_at_full_size_and_sma
     assert abs(float(small.hole_ratio[0]) - float(full.hole_ratio[3])) < 0.05
     with pytest.raises(ReCaptureInputError, match="input 'frame'"):
         preview_frame(frames, depth, path, 4)
+
+
+def test_projection_is_kornias_unproject_transform_project():
+    from kornia.geometry.camera import project_points
+    from kornia.geometry.depth import depth_to_3d_v2
+    from kornia.geometry.linalg import transform_points
+
+    from recapture_core.warp import homography_and_parallax, project_rows
+
+    generator = torch.Generator().manual_seed(11)
+    height, width = 23, 31
+    K_source = torch.tensor([[40.0, 0.0, 15.2], [0.0, 42.0, 10.7], [0.0, 0.0, 1.0]])
+    K_target = torch.tensor([[35.0, 0.0, 16.1], [0.0, 36.5, 11.9], [0.0, 0.0, 1.0]])
+    world_to_target = keyframe_trajectory(parse_keyframes("0:\n1: orbit_left=12, pedestal_up=0.1, dolly_in=0.2"), 2,
+                                          subject_distance=2.0).target_to_source[1].inverse().to(torch.float32)
+    depth = 1.0 + 3.0 * torch.rand(height, width, generator=generator)
+    points = depth_to_3d_v2(depth[None], K_source[None])[0]
+    moved = transform_points(world_to_target[None], points.reshape(1, -1, 3))[0]
+    expected_uv = project_points(moved, K_target.expand(moved.shape[0], 3, 3)).reshape(height, width, 2)
+    homography, parallax = (m.to(torch.float32) for m in homography_and_parallax(K_source, world_to_target, K_target))
+    first = 9  # a band of rows 9..16 projects like the same rows of the whole image
+    target = project_rows(depth[first:17], first, homography, parallax)
+    torch.testing.assert_close(target[2], moved.reshape(height, width, 3)[first:17, :, 2], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close((target[:2] / target[2]).permute(1, 2, 0), expected_uv[first:17], rtol=0, atol=2e-4)
+
+
+@pytest.mark.parametrize("keyframes", ["0:\n1: orbit_left=8, pedestal_up=0.05", "0:\n1: dolly_in=0.3", "0:\n1: zoom=1.6"])
+def test_bands_of_rows_render_exactly_what_the_whole_frame_renders(monkeypatch, keyframes):
+    import recapture_core.warp as warp
+
+    # Edges, flying pixels and magnified footprints cross band borders (3 rows a band here): a near
+    # box whose top and left edges carry a 2-pixel rim of in-between depth (only the distance-2
+    # stencil finds it), the top rim starting on the first row of a band.
+    depth = torch.full((1, H, W), 4.0)
+    depth[:, 99:, 60:] = 3.0
+    depth[:, 101:, 62:] = 2.0
+    traj = keyframe_trajectory(parse_keyframes(keyframes), 2, subject_distance=3.0)
+    frames = torch.rand(2, H, W, 3, generator=torch.Generator().manual_seed(4))
+    monkeypatch.setattr(warp, "BAND_POINTS", 1 << 30)
+    whole = warp_video(frames, depth.expand(2, H, W), traj, edge_threshold=0.05)
+    monkeypatch.setattr(warp, "BAND_POINTS", 3 * W)
+    banded = warp_video(frames, depth.expand(2, H, W), traj, edge_threshold=0.05)
+    assert flying_pixels(depth, 0.05)[0, 99:101, 100].all()
+    assert torch.equal(banded.valid_mask, whole.valid_mask)
+    assert torch.equal(banded.anchor, whole.anchor)
+    assert torch.equal(banded.depth, whole.depth)
