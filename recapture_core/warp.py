@@ -7,11 +7,12 @@ splat is hand-written, because kornia has none:
 
 * **Footprints.** A source pixel is a small square of surface, not a point. Its image in the
   target is, to first order, the parallelogram ``J @ [-0.5, 0.5]^2`` around its projection, with
-  ``J`` the Jacobian of the warp (finite differences of the projected grid, taken on the side of
-  the smaller depth jump so they never straddle an edge). A target pixel is covered when its
-  centre lies inside that parallelogram. Footprints of one surface tile it without gaps or
-  overlap, so a camera that moves closer leaves no cracks, and a surface never grows beyond
-  its own pixels, so background does not show through foreground.
+  ``J`` the Jacobian of the warp (finite differences of the projected grid: next to an edge from
+  the side of the smaller depth jump, so they never straddle it; between neighbours of one surface
+  from the side of the longer step, so a quantised depth step cannot open a gap). A target pixel
+  is covered when its centre lies inside that parallelogram. Footprints of one surface tile it
+  without gaps, so a camera that moves closer leaves no cracks, and a surface never grows beyond
+  its own pixels towards an edge, so background does not show through foreground.
 * **Exact z-buffer.** Every (target pixel, candidate) pair becomes one int64 key: the float32
   bits of the candidate's depth (ordered like the depths, as they are positive) over its source
   point's index. ``scatter_reduce(..., "amin")`` keeps the nearest candidate of every pixel; ties
@@ -47,11 +48,12 @@ from .validation import check_frames, check_number
 MIN_DEPTH = 1e-6
 SNAP_PX = 1e-3
 COVER_EPS = 1e-4
-#: Footprints of pixels inside a smooth surface (every 4-neighbour within SAME_SURFACE relative depth)
-#: reach this much further, in source pixels: first-order footprints of neighbours meet only up to
-#: rounding and curvature (a bumpy ground seen from a 20-degree orbit), and depth quantised to 8 bits
-#: leaves slivers between them that a pixel centre can fall into (1-px cracks). Pixels next to a depth edge keep their exact footprint, so
-#: silhouettes do not grow and nothing shows through.
+#: Footprints reach this much further (in source pixels) along an axis where both neighbours are on the
+#: same surface (within SAME_SURFACE relative depth): first-order footprints of neighbours meet only up
+#: to rounding and curvature (a bumpy ground seen from a 20-degree orbit), and depth quantised to 8 bits
+#: leaves slivers between them that a pixel centre can fall into (1-px cracks). Per axis, so a pixel
+#: below a box's edge still closes the slivers beside it. Towards a depth edge the footprint stays
+#: exact, so silhouettes do not grow and nothing shows through.
 SMOOTH_REACH = 0.1
 SAME_SURFACE = 0.05  # relative depth step between neighbours still taken as one surface when sampling colour
 HOLE_FILLS = {"black": 0.0, "grey": 0.5}
@@ -97,11 +99,14 @@ def flying_pixels(depth: torch.Tensor, edge_threshold: float, radius: int = 2) -
     return flying
 
 
-def _one_sided_difference(values: torch.Tensor, jump: torch.Tensor, dim: int) -> torch.Tensor:
-    """d(values)/d(pixel) along ``dim`` of ``values [C, h, w]``, from the side with the smaller depth jump.
+def _one_sided_difference(values: torch.Tensor, jump: torch.Tensor, smooth: torch.Tensor, dim: int) -> torch.Tensor:
+    """d(values)/d(pixel) along ``dim`` of ``values [2, h, w]`` (projected u, v), from one side.
 
-    ``jump`` holds the absolute depth steps between neighbours along ``dim`` (``[h, w]`` one shorter
-    along it). The first and last pixel take their only side; a single pixel has no difference (0).
+    Where both neighbours are on the same surface (``smooth [h, w]``) the side with the longer step
+    in the target, so a footprint reaches halfway to both neighbours even when a quantised depth
+    step stretches one gap; elsewhere the side with the smaller depth step (``jump``: absolute depth
+    steps between neighbours, one shorter along ``dim``), so a footprint never spans an edge. The
+    first and last pixel take their only side; a single pixel has no difference (0).
     """
     n = values.shape[dim]
     out = torch.zeros_like(values)
@@ -111,24 +116,29 @@ def _one_sided_difference(values: torch.Tensor, jump: torch.Tensor, dim: int) ->
     out.narrow(dim, 0, 1).copy_(diff.narrow(dim, 0, 1))
     out.narrow(dim, n - 1, 1).copy_(diff.narrow(dim, n - 2, 1))
     if n > 2:
-        forward_is_smaller = jump.narrow(dim - 1, 1, n - 2) <= jump.narrow(dim - 1, 0, n - 2)
-        out.narrow(dim, 1, n - 2).copy_(torch.where(forward_is_smaller, diff.narrow(dim, 1, n - 2), diff.narrow(dim, 0, n - 2)))
+        axis = dim - 1  # of the [h, w] planes
+        length = diff.square().sum(dim=0)
+        forward_is_longer = length.narrow(axis, 1, n - 2) >= length.narrow(axis, 0, n - 2)
+        forward_is_flatter = jump.narrow(axis, 1, n - 2) <= jump.narrow(axis, 0, n - 2)
+        forward = torch.where(smooth.narrow(axis, 1, n - 2), forward_is_longer, forward_is_flatter)
+        out.narrow(dim, 1, n - 2).copy_(torch.where(forward, diff.narrow(dim, 1, n - 2), diff.narrow(dim, 0, n - 2)))
     return out
 
 
 def _inside_smooth_surface(depth: torch.Tensor, jump_x: torch.Tensor, jump_y: torch.Tensor) -> torch.Tensor:
-    """``[h, w]`` bool: every 4-neighbour's depth is within SAME_SURFACE (relative) of the pixel's.
+    """``[2, h, w]`` bool: both neighbours along x (plane 0) / along y (plane 1) have a depth within
+    SAME_SURFACE (relative) of the pixel's.
 
     ``jump_x [h, w - 1]`` / ``jump_y [h - 1, w]``: absolute depth steps between neighbours.
     """
-    smooth = torch.ones_like(depth, dtype=torch.bool)
-    for dim, jump in ((1, jump_x), (0, jump_y)):
+    smooth = torch.ones(2, *depth.shape, dtype=torch.bool, device=depth.device)
+    for plane, dim, jump in ((0, 1, jump_x), (1, 0, jump_y)):
         n = depth.shape[dim]
         if n < 2:
             continue
         step = jump > SAME_SURFACE * torch.minimum(depth.narrow(dim, 0, n - 1), depth.narrow(dim, 1, n - 1))
-        smooth.narrow(dim, 0, n - 1).logical_and_(~step)
-        smooth.narrow(dim, 1, n - 1).logical_and_(~step)
+        smooth[plane].narrow(dim, 0, n - 1).logical_and_(~step)
+        smooth[plane].narrow(dim, 1, n - 1).logical_and_(~step)
     return smooth
 
 
@@ -191,8 +201,9 @@ def _splat_block(best: torch.Tensor, width: int, key: torch.Tensor, offset_u: to
                  lo_u: torch.Tensor, lo_v: torch.Tensor, inverse_jacobian: tuple, reach: torch.Tensor) -> None:
     """z-buffer the 2x2 candidate centres ``lo + {0, 1}^2`` of ``[m]`` points into ``best [H * W + 1]``.
 
-    A centre c is covered when ``|J^-1 (c - p)|`` is at most ``reach`` on both axes; ``offset_u/v`` are
-    ``lo - p``; points with a negative ``reach`` cover nothing (their ``lo`` may be anything).
+    A centre c is covered when ``|J^-1 (c - p)|`` is within ``reach [2, m]`` (source x, source y);
+    ``offset_u/v`` are ``lo - p``; points with a negative ``reach`` cover nothing (their ``lo`` may be
+    anything).
     """
     a00, a01, a10, a11 = inverse_jacobian
     m = key.shape[0]
@@ -203,8 +214,8 @@ def _splat_block(best: torch.Tensor, width: int, key: torch.Tensor, offset_u: to
         torch.add(source_offset[axis, 0], step_right, out=source_offset[axis, 1])
         torch.add(source_offset[axis, 0], step_down, out=source_offset[axis, 2])
         torch.add(source_offset[axis, 1], step_down, out=source_offset[axis, 3])
-    covered = source_offset.abs_().amax(dim=0) <= reach  # [4, m]
-    pixel = torch.where(reach >= 0, lo_v * width + lo_u, 0.0).long()
+    covered = (source_offset.abs_() <= reach[:, None]).all(dim=0)  # [4, m]
+    pixel = torch.where(reach[0] >= 0, lo_v * width + lo_u, 0.0).long()
     steps = torch.tensor([0, 1, width, width + 1], dtype=torch.int64, device=pixel.device)
     # Uncovered candidates carry the empty key, which amin ignores: no need to send them elsewhere.
     candidates = torch.where(covered, key, torch.iinfo(torch.int64).max)
@@ -223,7 +234,7 @@ def _splat_spans(best: torch.Tensor, width: int, height: int, key: torch.Tensor,
             cu, cv = lo_u + du, lo_v + dv
             sx = a00 * (cu - u) + a01 * (cv - v)
             sy = a10 * (cu - u) + a11 * (cv - v)
-            covered = ((sx.abs() <= reach) & (sy.abs() <= reach) & (cu >= 0) & (cu <= width - 1) & (cv >= 0)
+            covered = ((sx.abs() <= reach[0]) & (sy.abs() <= reach[1]) & (cu >= 0) & (cu <= width - 1) & (cv >= 0)
                        & (cv <= height - 1) & (span_u > du) & (span_v > dv))
             pixel = torch.where(covered, cv * width + cu, n).long()
             best.scatter_reduce_(0, pixel, torch.where(covered, key, torch.iinfo(torch.int64).max), reduce="amin",
@@ -306,9 +317,9 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
         uv = target[:2] / z_all  # [2, h, W]
         jump_x = d.diff(dim=1).abs_()
         jump_y = d.diff(dim=0).abs_()
-        d_dx = _one_sided_difference(uv, jump_x, dim=2)
-        d_dy = _one_sided_difference(uv, jump_y, dim=1)
         smooth = _inside_smooth_surface(d, jump_x, jump_y)
+        d_dx = _one_sided_difference(uv, jump_x, smooth[0], dim=2)
+        d_dy = _one_sided_difference(uv, jump_y, smooth[1], dim=1)
         keep = ~flying_pixels(d[None], edge_threshold)[0]
 
         inner = slice(row0 - top, row1 - top)  # the band's own rows, flattened to [m] points
@@ -320,10 +331,11 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
                   & (det.abs() > 1e-12))
         inverse_det = torch.where(usable, det.reciprocal(), torch.zeros_like(det))
         a00, a01, a10, a11 = j11 * inverse_det, -j01 * inverse_det, -j10 * inverse_det, j00 * inverse_det  # J^-1
-        # Footprint half-size in source pixels; -1 for points that render nothing, so no test passes.
+        # Footprint half-size in source pixels along source x and y ([2, m]): beyond half a pixel only
+        # towards neighbours of the same surface; -1 for points that render nothing, so no test passes.
         reach = torch.where(flat(smooth), 0.5 + SMOOTH_REACH, 0.5 + COVER_EPS).to(dtype).masked_fill_(~usable, -1.0)
-        half_u = (reach * (j00.abs() + j01.abs())).clamp_(0, max_footprint / 2.0)
-        half_v = (reach * (j10.abs() + j11.abs())).clamp_(0, max_footprint / 2.0)
+        half_u = (reach[0] * j00.abs() + reach[1] * j01.abs()).clamp_(0, max_footprint / 2.0)
+        half_v = (reach[0] * j10.abs() + reach[1] * j11.abs()).clamp_(0, max_footprint / 2.0)
         u, v = u.masked_fill(~usable, 0.0), v.masked_fill(~usable, 0.0)
         lo_u, lo_v = torch.ceil(u - half_u - COVER_EPS), torch.ceil(v - half_v - COVER_EPS)  # first candidate centre
         span_u = torch.floor(u + half_u + COVER_EPS) - lo_u + 1
@@ -345,7 +357,7 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
         if rest.numel():
             pick = lambda t: t.index_select(0, rest)  # noqa: E731
             _splat_spans(best, width, height, pick(key_of_point), pick(u), pick(v), pick(lo_u), pick(lo_v),
-                         pick(span_u), pick(span_v), tuple(map(pick, (a00, a01, a10, a11))), pick(reach),
+                         pick(span_u), pick(span_v), tuple(map(pick, (a00, a01, a10, a11))), reach.index_select(1, rest),
                          max_footprint)
         # Source position of target centre c: p + J^-1 (c - (u, v)) = J^-1 c + (p - J^-1 (u, v)).
         source_x = columns.expand(row1 - row0, width).reshape(-1)
