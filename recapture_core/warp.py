@@ -88,13 +88,12 @@ def flying_pixels(depth: torch.Tensor, edge_threshold: float, radius: int = 2) -
             size = depth.shape[axis]
             if size <= 2 * k:
                 continue
-            centre = depth.narrow(axis, k, size - 2 * k)
-            before = depth.narrow(axis, 0, size - 2 * k)
-            after = depth.narrow(axis, 2 * k, size - 2 * k)
-            jump_before, jump_after = centre - before, after - centre
+            step = depth.narrow(axis, k, size - k) - depth.narrow(axis, 0, size - k)  # d[i + k] - d[i]
+            jump_before, jump_after = step.narrow(axis, 0, size - 2 * k), step.narrow(axis, k, size - 2 * k)
             inside = jump_before * jump_after > 0  # strictly monotonic through the centre
-            small = torch.minimum(jump_before.abs(), jump_after.abs()) / centre
-            hit = inside & (small > k * edge_threshold)
+            magnitude = step.abs()
+            smaller = torch.minimum(magnitude.narrow(axis, 0, size - 2 * k), magnitude.narrow(axis, k, size - 2 * k))
+            hit = inside & (smaller > (k * edge_threshold) * depth.narrow(axis, k, size - 2 * k))
             flying.narrow(axis, k, size - 2 * k).logical_or_(hit)
     return flying
 
@@ -353,7 +352,9 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
         if height > 1 and width > 1:
             _splat_block(best, width, key_of_point, lo_u - u, lo_v - v, lo_u, lo_v, (a00, a01, a10, a11),
                          reach.masked_fill(~in_block, -1.0))
-        rest = torch.nonzero(usable & ~in_block).squeeze(1)
+        # Points whose every candidate lies outside the frame (moved out of view) need no work at all.
+        in_view = (lo_u <= width - 1) & (lo_u + span_u >= 1) & (lo_v <= height - 1) & (lo_v + span_v >= 1)
+        rest = torch.nonzero(usable & ~in_block & in_view).squeeze(1)
         if rest.numel():
             pick = lambda t: t.index_select(0, rest)  # noqa: E731
             _splat_spans(best, width, height, pick(key_of_point), pick(u), pick(v), pick(lo_u), pick(lo_v),
