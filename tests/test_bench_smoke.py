@@ -17,3 +17,14 @@ def test_the_model_path_training_bench_runs_and_reports_finite_losses(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["losses_finite"] and len(result["losses"]) == 2 and result["seconds_per_step"] > 0
+
+
+def test_the_warp_bench_runs_side_by_side_with_both_references(tmp_path):
+    out = tmp_path / "warp.json"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "warp.py"), "--frames", "2", "--height", "40",
+                           "--width", "56", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert len(result["cases"]) == 20  # five moves of the ground in float, 16 and 8 bits, and of the wall
+    assert all(c["ratio_warp_over_reference"] > 0 and c["ratio_warp_over_banded_reference"] > 0 for c in result["cases"])
+    assert set(result["goals"]) == {"ratio_at_most_2", "no_cracks_with_8bit_depth", "gpu_1G_points_per_second"}
