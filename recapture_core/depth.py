@@ -118,10 +118,11 @@ def dequantise(grey: torch.Tensor, step: float, sigma: float = DEQUANTISE_SIGMA)
 
     A map stored in 8 bits is a staircase: flat runs of one code, then a step of one code. Geometry
     reads every step as a small depth edge, and surfaces seen from a new camera crack along them.
-    A Gaussian blur (rows, then columns) turns the steps back into the ramps they stand for. It
-    does not reach across an edge (a jump between neighbours above ``DEQUANTISE_EDGE`` of the map's
-    range, or three codes), so the surfaces beside a silhouette keep their shape; and as the true
-    value lies within half a code of the stored one, the result is clamped to that cell.
+    A Gaussian-weighted local line fit (rows, then columns) turns the steps back into the ramps they
+    stand for (a plain blur would flatten ramps beside borders and edges). It does not reach across
+    an edge (a jump between neighbours above ``DEQUANTISE_EDGE`` of the map's range, or three codes),
+    so the surfaces beside a silhouette keep their shape; and as the true value lies within half a
+    code of the stored one, the result is clamped to that cell.
     """
     radius = max(1, math.ceil(3 * sigma))
     edge = max(DEQUANTISE_EDGE, 3 * step)
@@ -134,16 +135,25 @@ def dequantise(grey: torch.Tensor, step: float, sigma: float = DEQUANTISE_SIGMA)
             # Surface id along the axis: the number of edges crossed so far; a tap counts when it is the same.
             surface = torch.cat([torch.zeros_like(jumps.narrow(axis, 0, 1), dtype=torch.int32),
                                  jumps.to(torch.int32).cumsum(axis, dtype=torch.int32)], dim=axis)
-            total = value.clone()
-            weight = torch.ones_like(value)
+            # Weighted sums of 1, o, o^2, v, o v over the taps at offsets o, for a weighted least-squares
+            # line through them: where taps are missing on one side (a border or an edge) a plain weighted
+            # mean would drag a ramp towards its inside (up to 0.9 codes: kinks that crack an orbit); the
+            # line's value at o = 0 does not. With taps on both sides alike it is the weighted mean.
+            s0, t0 = torch.ones_like(value), value.clone()
+            s1, s2, t1 = torch.zeros_like(value), torch.zeros_like(value), torch.zeros_like(value)
             for offset in range(1, radius + 1):
                 w = math.exp(-0.5 * (offset / sigma) ** 2)
-                for lo, hi in ((0, offset), (offset, 0)):  # the tap before, then after, the pixel
+                for lo, hi, o in ((0, offset, -offset), (offset, 0, offset)):  # the tap before, then after, the pixel
                     tap = value.narrow(axis, lo, n - offset)
-                    same = (surface.narrow(axis, lo, n - offset) == surface.narrow(axis, hi, n - offset)).to(value.dtype)
-                    total.narrow(axis, hi, n - offset).add_(w * same * tap)
-                    weight.narrow(axis, hi, n - offset).add_(w * same)
-            value = total / weight
+                    weight = w * (surface.narrow(axis, lo, n - offset) == surface.narrow(axis, hi, n - offset)).to(value.dtype)
+                    s0.narrow(axis, hi, n - offset).add_(weight)
+                    s1.narrow(axis, hi, n - offset).add_(weight, alpha=o)
+                    s2.narrow(axis, hi, n - offset).add_(weight, alpha=o * o)
+                    t0.narrow(axis, hi, n - offset).addcmul_(weight, tap)
+                    t1.narrow(axis, hi, n - offset).addcmul_(weight, tap, value=o)
+            spread = s0 * s2 - s1 * s1  # 0 when the pixel is alone on its surface along this axis
+            line = (s2 * t0 - s1 * t1) / spread.clamp(min=1e-12)
+            value = torch.where(spread > 1e-9 * s0 * s2.clamp(min=1.0), line, t0 / s0)
         out[index] = value
     return torch.minimum(torch.maximum(out, grey - step / 2), grey + step / 2).clamp(0.0, 1.0)
 
