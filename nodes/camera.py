@@ -237,9 +237,9 @@ def _camera_files() -> list[str]:
 
 class ReCaptureCameraImport(_TrajectoryAndSummaryOutput):
     DESCRIPTION = ("Load a camera path from a file in ComfyUI's input folder: ReCapture JSON, NeRF transforms.json "
-                   "(OpenGL axes, converted), a COLMAP text model (pick its images.txt) or RealEstate10K / CameraCtrl "
-                   "pose text. The file's FIRST pose is the "
-                   "source camera (where the video was filmed); every pose is made relative to it.")
+                   "(OpenGL axes, converted), a COLMAP text model (pick its images.txt), RealEstate10K / CameraCtrl "
+                   "pose text or ReCamMaster's camera_extrinsics.json (Unreal axes and centimetres, converted). The file's "
+                   "FIRST pose is the source camera (where the video was filmed); every pose is made relative to it.")
     FUNCTION = "load"
 
     @classmethod
@@ -247,8 +247,9 @@ class ReCaptureCameraImport(_TrajectoryAndSummaryOutput):
         return {"required": {
             "file": (_camera_files(), {"tooltip": "A .json file, a RealEstate10K / CameraCtrl pose .txt, or a COLMAP images.txt "
                                                   "(with cameras.txt beside it) under ComfyUI's input folder."}),
-            "format": (["auto", *IMPORT_FORMATS], {"default": "auto", "tooltip": "auto: ReCapture JSON by its header, other .json "
-                       "as NeRF, images.txt as COLMAP, other .txt as RealEstate10K / CameraCtrl poses (square pixels assumed)."}),
+            "format": (["auto", *IMPORT_FORMATS], {"default": "auto", "tooltip": "auto: ReCapture JSON by its header, .json of "
+                       "frame0, frame1, ... as ReCamMaster's, other .json as NeRF, images.txt as COLMAP, other .txt as "
+                       "RealEstate10K / CameraCtrl poses (square pixels assumed)."}),
             "reference": (list(REFERENCES), {"default": REFERENCES[0],
                           "tooltip": "first pose is the source camera: the file starts where the video was filmed. "
                                      "file world is the source camera: poses are already relative to it (what Export writes)."}),
@@ -258,6 +259,10 @@ class ReCaptureCameraImport(_TrajectoryAndSummaryOutput):
             "subject_distance": ("FLOAT", {"default": 1.0, "min": 1e-3, "max": 1e6, "step": 0.001,
                                            "tooltip": "Distance to the subject in the depth's units, for the summary and preview "
                                                       "(a ReCapture JSON file brings its own)."}),
+        }, "optional": {
+            # Last: workflows saved before it keep their widget values.
+            "camera": ("INT", {"default": 1, "min": 1, "max": 99, "tooltip": "Files with several cameras (ReCamMaster's "
+                                                                              "cam01, cam02, ...): which one. Ignored by other formats."}),
         }}
 
     @classmethod
@@ -268,12 +273,12 @@ class ReCaptureCameraImport(_TrajectoryAndSummaryOutput):
         except (ReCaptureInputError, OSError):
             return file
 
-    def load(self, file, format, reference, translation_scale, subject_distance):
+    def load(self, file, format, reference, translation_scale, subject_distance, camera=1):
         if file == NO_CAMERA_FILES:
             raise ReCaptureInputError("file", "no camera file was chosen",
                                       "Put a .json camera file or a COLMAP folder into ComfyUI's input folder, then refresh.")
         path = safe_child(folder_paths.get_input_directory(), file, "file")
-        trajectory = import_trajectory(path, format, reference, translation_scale, subject_distance)
+        trajectory = import_trajectory(path, format, reference, translation_scale, subject_distance, camera)
         return (trajectory, trajectory.summary())
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -281,3 +282,46 @@ def test_bad_realestate10k_files_are_rejected(tmp_path, text, needle):
     with pytest.raises(ReCaptureInputError, match=needle) as err:
         import_trajectory(path)
     assert err.value.input_name == "file"
+
+
+# ReCamMaster's camera_extrinsics.json, written by hand: per frame and camera, Unreal's camera-to-world matrix
+# written transposed (rows: forward, right, up, then the position in cm). cam01: frame1 is 100 cm to the right
+# (Unreal +y); frame2 faces Unreal +y (turned 90 degrees right) 50 cm higher; frames listed out of order.
+# cam02 stands still 3 m further forward.
+RECAMMASTER_JSON = {
+    "frame2": {"cam01": "[0 1 0 0] [-1 0 0 0] [0 0 1 0] [0 0 50 1]", "cam02": "[1 0 0 0] [0 1 0 0] [0 0 1 0] [300 0 0 1]"},
+    "frame0": {"cam01": "[1 0 0 0] [0 1 0 0] [0 0 1 0] [0 0 0 1]", "cam02": "[1 0 0 0] [0 1 0 0] [0 0 1 0] [300 0 0 1]"},
+    "frame1": {"cam01": "[1 0 0 0] [0 1 0 0] [0 0 1 0] [0 100 0 1]", "cam02": "[1 0 0 0] [0 1 0 0] [0 0 1 0] [300 0 0 1]"},
+}
+
+
+def test_hand_written_recammaster_extrinsics_import_to_the_expected_trajectory(tmp_path):
+    path = tmp_path / "camera_extrinsics.json"
+    path.write_text(json.dumps(RECAMMASTER_JSON))
+    traj = import_trajectory(path)  # auto: an object of frameN entries
+    assert traj.num_frames == 3 and "cam01" in traj.label
+    assert torch.equal(traj.target_to_source[0], torch.eye(4, dtype=torch.float64))
+    # Unreal right = OpenCV x, Unreal up = OpenCV -y; centimetres become metres.
+    torch.testing.assert_close(traj.target_to_source[1], pose_from_params(MoveParams(truck_right=1.0)), rtol=0, atol=1e-12)
+    turned = pose_from_params(MoveParams(pan_right=90.0))
+    turned[:3, 3] = torch.tensor([0.0, -0.5, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(traj.target_to_source[2], turned, rtol=0, atol=1e-12)
+    # No intrinsics in the file: every camera keeps the source's field of view (nothing zooms).
+    assert torch.equal(traj.target_intrinsics, traj.source_intrinsics.expand(3, 4))
+    still = import_trajectory(path, camera=2, translation_scale=0.5)
+    assert torch.equal(still.target_to_source, torch.eye(4, dtype=torch.float64).expand(3, 4, 4))
+    world = import_trajectory(path, camera=2, reference="file world is the source camera")
+    torch.testing.assert_close(world.target_to_source[0, :3, 3], torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("entries, camera, needle", [
+    ({"frame0": {"cam01": "[1 0 0 0] [0 1 0 0] [0 0 1 0]"}}, 1, "four bracketed rows"),
+    ({"frame0": {"cam01": "[1 0 0 0] [0 1 0 0] [0 0 1 0] [0 0 x 1]"}}, 1, "four bracketed rows"),
+    ({"frame0": {"cam01": "[2 0 0 0] [0 1 0 0] [0 0 1 0] [0 0 0 1]"}}, 1, "not rotations"),
+    ({"frame0": {"cam01": "[1 0 0 0] [0 1 0 0] [0 0 1 0] [0 0 0 1]"}}, 3, "has no cam03 (it has: cam01)"),
+])
+def test_bad_recammaster_files_are_rejected(tmp_path, entries, camera, needle):
+    path = tmp_path / "camera_extrinsics.json"
+    path.write_text(json.dumps(entries))
+    with pytest.raises(ReCaptureInputError, match=re.escape(needle)):
+        import_trajectory(path, camera=camera)

@@ -92,3 +92,24 @@ def test_a_realestate10k_pose_file_is_listed_and_drives_the_warp(comfy_server):
     written = comfy_server.run(graph)["outputs"]["2"]["text"][0]
     data = json.loads(open(written).read())
     assert len(data["frames"]) == 3 and data["frames"][1]["target_to_source"][0][3] == pytest.approx(0.1)
+
+
+def test_a_recammaster_extrinsics_file_imports_the_chosen_camera_through_the_server(comfy_server):
+    from test_camera_files import RECAMMASTER_JSON
+
+    folder = comfy_server.base_dir / "input" / "cams"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "camera_extrinsics.json").write_text(json.dumps(RECAMMASTER_JSON))
+    assert "cams/camera_extrinsics.json" in comfy_server.object_info()["ReCaptureCameraImport"]["input"]["required"]["file"][0]
+    exported = {}
+    for camera in (1, 2):
+        graph = {"1": {"class_type": "ReCaptureCameraImport",
+                       "inputs": {"file": "cams/camera_extrinsics.json", "format": "auto",
+                                  "reference": "first pose is the source camera", "translation_scale": 0.5,
+                                  "subject_distance": 1.0, "camera": camera}},
+                 "2": {"class_type": "ReCaptureCameraExport",
+                       "inputs": {"trajectory": ["1", 0], "filename_prefix": f"recapture_test/cams/from_recam_{camera}",
+                                  "format": "recapture json", "width": 64, "height": 36}}}
+        exported[camera] = json.loads(open(comfy_server.run(graph)["outputs"]["2"]["text"][0]).read())
+    assert exported[1]["frames"][1]["target_to_source"][0][3] == pytest.approx(0.5)  # 100 cm right, scaled by 0.5
+    assert all(frame["target_to_source"][0][3] == 0.0 for frame in exported[2]["frames"])  # cam02 stands still

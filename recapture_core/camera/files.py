@@ -1,4 +1,5 @@
-"""Camera files: our own JSON, NeRF-style transforms.json and COLMAP text, in and out.
+"""Camera files: our own JSON, NeRF-style transforms.json and COLMAP text, in and out; RealEstate10K /
+CameraCtrl pose text and ReCamMaster's camera_extrinsics.json in.
 
 Import: a file holds absolute poses; by default its **first pose is the source camera** and
 every pose is made relative to it (a file that starts where the video was filmed, then moves).
@@ -25,7 +26,7 @@ from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_
 from ..errors import ReCaptureInputError
 from ..model_files import read_json, read_text, reading
 from ..paths import atomic_write_text, unused_path
-from .conventions import OPENCV_FROM_OPENGL
+from .conventions import OPENCV_FROM_OPENGL, normalized_intrinsics_from_hfov
 from .poses import invert_pose, make_pose
 from .trajectory import CameraTrajectory
 
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("recapture json", "nerf transforms.json", "colmap text")  # read and written
 REALESTATE10K = "realestate10k / cameractrl text"
-IMPORT_FORMATS = (*FORMATS, REALESTATE10K)  # read only
+RECAMMASTER = "recammaster extrinsics json"
+IMPORT_FORMATS = (*FORMATS, REALESTATE10K, RECAMMASTER)  # read only
 REFERENCES = ("first pose is the source camera", "file world is the source camera")
 JSON_FORMAT_ID = "recapture.camera_trajectory"
 JSON_VERSION = 1
@@ -317,6 +319,59 @@ def from_realestate10k(text: str) -> AbsoluteCameras:
     return AbsoluteCameras(invert_pose(world_to_camera), intrinsics, intrinsics[0], None)
 
 
+# --- ReCamMaster camera_extrinsics.json ---------------------------------------------------------
+#: Unreal Engine's camera axes (x forward, y right, z up, world in centimetres) -> OpenCV's: the OpenCV
+#: camera's x is Unreal's y, its y is Unreal's -z, its z is Unreal's x. ReCamMaster's loader does the same
+#: on the camera axes (columns [1, 2, 0], the second negated) and divides translations by 100.
+OPENCV_FROM_UNREAL = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0],
+                                   [0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
+_FRAME_KEY = re.compile(r"frame(\d+)")
+_UNREAL_MATRIX = re.compile(r"\s*\[([^\[\]]*)\]\s*\[([^\[\]]*)\]\s*\[([^\[\]]*)\]\s*\[([^\[\]]*)\]\s*")
+
+
+def _is_recammaster(data) -> bool:
+    return isinstance(data, dict) and bool(data) and all(_FRAME_KEY.fullmatch(str(key)) for key in data)
+
+
+def from_recammaster(data: dict, camera: int = 1, hfov_deg: float = 60.0) -> AbsoluteCameras:
+    """Cameras from ReCamMaster's ``camera_extrinsics.json`` (its MultiCamVideo dataset and sample paths).
+
+    ``{"frame0": {"cam01": "[fx fy fz 0] [rx ry rz 0] [ux uy uz 0] [px py pz 1]", ...}, ...}``: for every
+    frame and camera, Unreal Engine's camera-to-world matrix written transposed (rows: the forward,
+    right and up axes, then the position in centimetres). ``camera`` picks ``camNN``. The file has no
+    intrinsics: every camera gets the field of view ``hfov_deg`` (the source's, so nothing zooms).
+    """
+    frames = sorted(data, key=lambda key: int(_FRAME_KEY.fullmatch(key).group(1)))
+    name = f"cam{camera:02d}"
+    matrices = []
+    for key in frames:
+        cameras = data[key]
+        if not isinstance(cameras, dict) or name not in cameras:
+            present = sorted(cameras) if isinstance(cameras, dict) else []
+            raise ReCaptureInputError("camera", f"{key} of the file has no {name} (it has: {', '.join(present[:12]) or 'nothing'})",
+                                      "Pick a camera the file holds.")
+        match = _UNREAL_MATRIX.fullmatch(str(cameras[name]))
+        try:
+            rows = [[float(v) for v in row.split()] for row in match.groups()] if match else None
+        except ValueError:
+            rows = None
+        if rows is None or any(len(row) != 4 for row in rows):
+            raise _fail(f"{key} / {name} is not a matrix written as four bracketed rows of four numbers")
+        matrices.append(rows)
+    unreal_camera_to_world = torch.tensor(matrices, dtype=torch.float64).transpose(1, 2)
+    if not torch.isfinite(unreal_camera_to_world).all():
+        raise _fail("holds non-finite numbers")
+    unreal_camera_to_world[:, :3, 3] /= 100.0  # centimetres -> metres
+    # World and camera axes both to OpenCV's: X_cv = A X_ue on each side, so T_cv = A T_ue A^-1.
+    camera_to_world = OPENCV_FROM_UNREAL @ unreal_camera_to_world @ OPENCV_FROM_UNREAL.T
+    rotation = camera_to_world[:, :3, :3]
+    if not torch.allclose(rotation @ rotation.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand_as(rotation),
+                          atol=1e-3):
+        raise _fail(f"{name}'s matrices are not rotations with a translation (scaled or sheared axes)")
+    intrinsics = normalized_intrinsics_from_hfov(hfov_deg).expand(len(frames), 4).clone()
+    return AbsoluteCameras(camera_to_world, intrinsics, intrinsics[0].clone(), None)
+
+
 # --- file-level entry points ------------------------------------------------------------------
 def detect_format(path: Path) -> str:
     if path.is_dir() or path.name == "images.txt" or path.name == "cameras.txt":
@@ -324,7 +379,9 @@ def detect_format(path: Path) -> str:
     if path.suffix.lower() == ".txt":
         return REALESTATE10K
     data = _read_json(path)
-    return "recapture json" if isinstance(data, dict) and data.get("format") == JSON_FORMAT_ID else "nerf transforms.json"
+    if isinstance(data, dict) and data.get("format") == JSON_FORMAT_ID:
+        return "recapture json"
+    return RECAMMASTER if _is_recammaster(data) else "nerf transforms.json"
 
 
 def _read_json(path: Path):
@@ -347,8 +404,10 @@ def relative_trajectory(cameras: AbsoluteCameras, reference: str, translation_sc
 
 
 def import_trajectory(path: Path, fmt: str = "auto", reference: str = REFERENCES[0], translation_scale: float = 1.0,
-                      subject_distance: float = 1.0) -> CameraTrajectory:
-    """Read a camera file (or a COLMAP folder / its images.txt) into a trajectory."""
+                      subject_distance: float = 1.0, camera: int = 1) -> CameraTrajectory:
+    """Read a camera file (or a COLMAP folder / its images.txt) into a trajectory.
+
+    ``camera``: which camera of a file that holds several (ReCamMaster's cam01, cam02, ...)."""
     if not path.exists():
         raise ReCaptureInputError("file", f"{path} does not exist", "Check the file's name.", hint="camera_files")
     if not math.isfinite(translation_scale) or translation_scale <= 0:
@@ -357,10 +416,11 @@ def import_trajectory(path: Path, fmt: str = "auto", reference: str = REFERENCES
     # A file of the right syntax but an odd structure (a list where an object goes, a string for a
     # matrix) fails wherever it is first touched: any such failure names the file.
     with reading(path, "file", "Check the file against its format, or export it again."):
-        return _import(path, fmt, reference, translation_scale, subject_distance)
+        return _import(path, fmt, reference, translation_scale, subject_distance, camera)
 
 
-def _import(path: Path, fmt: str, reference: str, translation_scale: float, subject_distance: float) -> CameraTrajectory:
+def _import(path: Path, fmt: str, reference: str, translation_scale: float, subject_distance: float,
+            camera: int) -> CameraTrajectory:
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "recapture json":
         data = _read_json(path)
@@ -374,6 +434,11 @@ def _import(path: Path, fmt: str, reference: str, translation_scale: float, subj
         cameras = from_nerf(data)
     elif fmt == REALESTATE10K:
         cameras = from_realestate10k(read_text(path, "file"))
+    elif fmt == RECAMMASTER:
+        data = _read_json(path)
+        if not _is_recammaster(data):
+            raise _fail(f"{path.name} is not ReCamMaster's camera_extrinsics.json (an object of frame0, frame1, ... entries)")
+        cameras = from_recammaster(data, camera)
     elif fmt == "colmap text":
         folder = path if path.is_dir() else path.parent
         missing = [name for name in ("cameras.txt", "images.txt") if not (folder / name).is_file()]
@@ -382,7 +447,8 @@ def _import(path: Path, fmt: str, reference: str, translation_scale: float, subj
         cameras = from_colmap(read_text(folder / "cameras.txt", "file"), read_text(folder / "images.txt", "file"))
     else:
         raise ReCaptureInputError("format", f"unknown format {fmt!r}", f"Choose 'auto' or one of: {', '.join(IMPORT_FORMATS)}.")
-    return relative_trajectory(cameras, reference, translation_scale, subject_distance, f"{fmt} {path.name}")
+    label = f"{fmt} {path.name}" + (f" cam{camera:02d}" if fmt == RECAMMASTER else "")
+    return relative_trajectory(cameras, reference, translation_scale, subject_distance, label)
 
 
 def export_trajectory(trajectory: CameraTrajectory, folder: Path, stem: str, fmt: str,
