@@ -16,6 +16,7 @@ import torch
 
 from ..recapture_core.errors import ReCaptureInputError
 from ..recapture_core.validation import check_image, check_mask, check_number, check_text
+from . import _meta_batch
 
 
 def _pack_type(module: str, name: str, made_by: str):
@@ -129,9 +130,21 @@ def guard(cls) -> type:
     original = getattr(cls, function_name)
     if getattr(original, "_recapture_guarded_for", None) is cls:
         return cls
+    meta_batch = getattr(cls, "META_BATCH", None)  # how the node runs under Meta Batch Manager (_meta_batch.py)
+    if meta_batch is not None:
+        declared = cls.INPUT_TYPES
+
+        def input_types(_cls):
+            spec = declared()
+            return {**spec, "hidden": {**spec.get("hidden", {}), **_meta_batch.HIDDEN_INPUTS}}
+
+        cls.INPUT_TYPES = classmethod(input_types)
+    title = cls.__name__.removeprefix("ReCapture")
 
     @functools.wraps(original)
     def guarded(self, *args, **kwargs):
+        if meta_batch is not None:
+            _meta_batch.apply(meta_batch, title, kwargs)
         check_inputs(cls, kwargs)
         try:
             result = original(self, *args, **kwargs)

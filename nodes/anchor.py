@@ -7,7 +7,7 @@ from ..recapture_core.cache import LRUCache
 from ..recapture_core.depth import IMAGE_READINGS, depth_from_image
 from ..recapture_core.errors import ReCaptureInputError
 from ..recapture_core.warp import EDGE_THRESHOLD, HOLE_FILLS, anchor_from_depth, feasibility_report
-from . import _comfy
+from . import _comfy, _meta_batch
 from .depth import IMAGE_ALIGNMENT_INPUT
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ class ReCapturePointCloudWarp:
                    "Connect DEPTH, or a depth-map IMAGE from another pack with the reading widget.")
     CATEGORY = "ReCapture/anchor"
     FUNCTION = "warp"
+    META_BATCH = _meta_batch.ANCHOR
     RETURN_TYPES = ("IMAGE", "MASK", "MASK", "STRING")
     RETURN_NAMES = ("anchor", "valid_mask", "hole_mask", "report")
     OUTPUT_TOOLTIPS = ("The frames seen from the new cameras; holes filled as chosen.",
@@ -60,15 +61,17 @@ class ReCapturePointCloudWarp:
 
     def warp(self, frames, trajectory, match_subject_distance, edge_threshold, hole_dilation, hole_fill, warn_above,
              depth=None, depth_image=None, reading="disparity, bright = near", near=0.5, far=20.0, temporal_consistency=True,
-             unique_id=None):
+             unique_id=None, meta_batch_chunk=None):
         if (depth is None) == (depth_image is None):
             raise ReCaptureInputError("depth", "connect exactly one of depth (DEPTH) or depth_image (IMAGE)",
                                       "Use DepthEstimate, Depth From Image, or a depth-map IMAGE from another pack.")
         if depth is None:
             depth = depth_from_image(depth_image, reading, near, far, size=tuple(frames.shape[1:3]),
                                      align_frames=temporal_consistency, check_interrupt=_comfy.check_interrupt)
+        trajectory, subject_distance = _meta_batch.anchor_window(meta_batch_chunk, trajectory, frames.shape[0], depth,
+                                                                 match_subject_distance)
         result = anchor_from_depth(frames, depth, trajectory, match_subject_distance=match_subject_distance,
-                                   edge_threshold=edge_threshold, hole_dilation=hole_dilation, hole_fill=hole_fill,
+                                   subject_distance=subject_distance, edge_threshold=edge_threshold, hole_dilation=hole_dilation, hole_fill=hole_fill,
                                    device=_comfy.device(), progress=_comfy.progress(frames.shape[0]),
                                    check_interrupt=_comfy.check_interrupt)
         if unique_id is not None:

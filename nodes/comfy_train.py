@@ -14,7 +14,7 @@ from pathlib import Path
 import folder_paths
 
 from ..recapture_core.paths import atomic_write, safe_child, unused_path
-from . import _comfy
+from . import _comfy, _meta_batch
 from .svd import COMFY_SUFFIX, LORA_SUBFOLDER, _progress_with_loss, _training_inputs
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ SHARED = {
 class _ModelTrainer:
     CATEGORY = "ReCapture/train"
     FUNCTION = "train"
+    META_BATCH = _meta_batch.FINE_TUNING
     RETURN_TYPES = ("MODEL", "STRING", "STRING")
     OUTPUT_TOOLTIPS = ("The input MODEL with the trained LoRA applied (ComfyUI's own LoRA patching).",
                        "The LoRA file, relative to models/loras/ (for LoraLoaderModelOnly).",

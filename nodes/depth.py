@@ -6,7 +6,7 @@ import threading
 
 from ..recapture_core.depth import IMAGE_READINGS, align_depth_temporally, colorize_depth, depth_from_image
 from ..recapture_core.errors import ReCaptureInputError
-from . import _comfy
+from . import _comfy, _meta_batch
 
 log = logging.getLogger(__name__)
 CATEGORY = "ReCapture/depth"
@@ -25,6 +25,7 @@ IMAGE_ALIGNMENT_INPUT = ("BOOLEAN", {"default": True, "tooltip": (
 
 
 class _DepthOutput:
+    META_BATCH = _meta_batch.ALIGNED_DEPTH
     """Shared declarations of the nodes that make DEPTH."""
 
     CATEGORY = CATEGORY

@@ -15,7 +15,7 @@ from ..recapture_core.errors import ReCaptureInputError
 from ..recapture_core.multiview import (MULTIVIEW_MODES, fit_to_frame, fuse_anchor, generation_size, generator_frames,
                                         model_angles, orbit_sequence, orbit_views)
 from ..recapture_core.warp import anchor_from_depth
-from . import _comfy
+from . import _comfy, _meta_batch
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class ReCaptureMultiviewAnchor:
                    "plus generated_mask.")
     CATEGORY = "ReCapture/anchor"
     FUNCTION = "anchor"
+    META_BATCH = _meta_batch.WINDOWED
     RETURN_TYPES = ("IMAGE", "MASK", "MASK", "STRING", "MASK")
     RETURN_NAMES = ("anchor", "valid_mask", "hole_mask", "report", "generated_mask")
     OUTPUT_TOOLTIPS = (
@@ -140,8 +141,11 @@ class ReCaptureMultiviewAnchor:
         }
 
     def anchor(self, frames, trajectory, model, clip_vision, vae, mode, hole_threshold, resolution, seed, steps, cfg,
-               sampler_name, scheduler, source_elevation, orbit_frames, depth=None, match_subject_distance=True):
+               sampler_name, scheduler, source_elevation, orbit_frames, depth=None, match_subject_distance=True,
+               meta_batch_chunk=None):
         # Every check before any work: a bad input fails in milliseconds, not after a warp.
+        trajectory, subject_distance = _meta_batch.anchor_window(meta_batch_chunk, trajectory, frames.shape[0], depth,
+                                                                 match_subject_distance)
         trajectory.check_frame_count(frames.shape[0])
         kind = _pose_model_kind(model)
         _check_encoders(clip_vision, vae)
@@ -155,7 +159,7 @@ class ReCaptureMultiviewAnchor:
 
         if depth is not None and mode != "generator only":
             warp = anchor_from_depth(frames, depth, trajectory, match_subject_distance=match_subject_distance,
-                                     device=_comfy.device(), check_interrupt=_comfy.check_interrupt)
+                                     subject_distance=subject_distance, device=_comfy.device(), check_interrupt=_comfy.check_interrupt)
             warped, valid_mask, hole_ratio = warp.anchor, warp.valid_mask, warp.hole_ratio
         else:
             warped, valid_mask, hole_ratio = torch.zeros_like(frames), torch.zeros(frames.shape[:3]), torch.ones(count)

@@ -1,7 +1,7 @@
 """DualLoRASample and SDEditRefine: the re-shot video."""
 from __future__ import annotations
 
-from . import _comfy
+from . import _comfy, _meta_batch
 
 CATEGORY = "ReCapture/sample"
 
@@ -38,6 +38,7 @@ class ReCaptureDualLoRASample:
                    "than the backbone's window are sampled in overlapping, blended windows.")
     CATEGORY = CATEGORY
     FUNCTION = "sample"
+    META_BATCH = _meta_batch.SAMPLING
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("frames",)
     OUTPUT_TOOLTIPS = ("The sampled video, [frames, height, width, 3], same size and length as the anchor.",)
@@ -75,6 +76,7 @@ class ReCaptureSDEditRefine:
                    "(temporal LoRA off), same conditioning as the sampler. Strength 0 returns the input (VAE round trip).")
     CATEGORY = CATEGORY
     FUNCTION = "refine"
+    META_BATCH = _meta_batch.SAMPLING
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("frames",)
     OUTPUT_TOOLTIPS = ("The refined video, same size and length as the input.",)

@@ -11,7 +11,7 @@ import folder_paths
 from ..recapture_core.cache import LRUCache, content_key
 from ..recapture_core.errors import ReCaptureInputError
 from ..recapture_core.paths import safe_child, unused_path
-from . import _comfy
+from . import _comfy, _meta_batch
 
 log = logging.getLogger(__name__)
 NO_SVD = "(no SVD diffusers folder in models/diffusers)"
@@ -154,6 +154,7 @@ class _TrainerNode:
 
     CATEGORY = "ReCapture/train"
     FUNCTION = "train"
+    META_BATCH = _meta_batch.FINE_TUNING
     OUTPUT_TOOLTIPS = (LORA_TOOLTIP, "Rank, steps and the loss at the start and the end.")
     RETURN_TYPES = ("RECAPTURE_LORA", "STRING")
     KIND = ""

@@ -468,17 +468,19 @@ def feasibility_report(result: WarpResult, warn_above: float = 0.35) -> str:
 
 
 def anchor_from_depth(frames: torch.Tensor, depth: DepthMaps, trajectory: CameraTrajectory, *,
-                      match_subject_distance: bool = True, **warp_options) -> WarpResult:
+                      match_subject_distance: bool = True, subject_distance: float | None = None,
+                      **warp_options) -> WarpResult:
     """The anchor video of ReCapture's first stage from a DEPTH: every anchor node's one entry point.
 
     With ``match_subject_distance`` the trajectory's moves (in subject distances) are scaled to the
-    depth's own subject distance (the median depth of the central region) first. ``warp_options``
-    are :func:`warp_video`'s (edge threshold, holes, device, progress, interrupt); the inputs are
+    depth's own subject distance first: ``subject_distance`` when given (a chunk of a longer clip
+    keeps its first chunk's), else the median depth of the central region. ``warp_options`` are
+    :func:`warp_video`'s (edge threshold, holes, device, progress, interrupt); the inputs are
     checked there, before any frame is warped.
     """
     values = depth.as_depth()  # once: for disparity this inverts the whole clip
     if match_subject_distance:
-        trajectory = trajectory.scaled_to_subject_distance(central_median(values))
+        trajectory = trajectory.scaled_to_subject_distance(central_median(values) if subject_distance is None else subject_distance)
     return warp_video(frames, values, trajectory, **warp_options)
 
 

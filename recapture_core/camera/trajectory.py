@@ -164,6 +164,19 @@ class CameraTrajectory:
         poses[:, :3, 3] *= factor
         return replace(self, target_to_source=poses, subject_distance=float(subject_distance))
 
+    def window(self, first: int, count: int, why: str = "") -> "CameraTrajectory":
+        """Frames ``first .. first + count - 1`` of this trajectory: the cameras of one chunk of a longer clip.
+
+        ``why`` says where the window comes from, for the error when the trajectory is too short.
+        """
+        if first < 0 or count < 1 or first + count > self.num_frames:
+            raise ReCaptureInputError(
+                "trajectory", f"has {self.num_frames} frames but {why or 'the window'} needs frames {first}..{first + count - 1}",
+                f"Give the trajectory one frame per frame of the whole clip (at least {first + count}).",
+                hint="resample_trajectory")
+        return replace(self, target_to_source=self.target_to_source[first:first + count].clone(),
+                       target_intrinsics=self.target_intrinsics[first:first + count].clone())
+
     def reverse(self) -> "CameraTrajectory":
         """The same path travelled backwards: frame i gets the pose of frame F-1-i."""
         return replace(self, target_to_source=self.target_to_source.flip(0).clone(),

@@ -12,6 +12,12 @@ dtype a loader would pick.
 
 ``ReCaptureTestForeignValue`` stands in for another pack's node: it hands on what other packs
 may give (values 0..255, NaN, a plain tensor on a socket named DEPTH), for the hostile-input tests.
+
+``VHS_BatchManager`` and ``ReCaptureTestChunkedClip`` stand in for VideoHelperSuite's Meta Batch Manager
+and a VHS loader fed by it (VHS is GPL-3 and needs the network to install, so it is not in the test set-up).
+They keep VHS's protocol: the manager node has VHS's class name, ``frames_per_batch`` and its
+``VHS_BatchManager`` output; VHS re-queues the prompt once per chunk with the manager's ``inputs.requeue``
+raised by one (0 for the first chunk), and the loader hands out the next ``frames_per_batch`` frames.
 """
 import os
 import sys
@@ -126,7 +132,38 @@ class ReCaptureTestForeignValue:
         return (image, mask, image[..., 0].clone())  # the last: a plain tensor where ReCapture's DEPTH belongs
 
 
-NODE_CLASS_MAPPINGS = {"ReCaptureTestTinyCLIPVisionLoader": ReCaptureTestTinyCLIPVisionLoader,
+class VHSBatchManagerStandIn:
+    CATEGORY = "testing"
+    FUNCTION = "update_batch"
+    RETURN_TYPES = ("VHS_BatchManager",)
+    RETURN_NAMES = ("meta_batch",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"frames_per_batch": ("INT", {"default": 16, "min": 1, "max": 2 ** 53 - 1})},
+                "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
+
+    def update_batch(self, frames_per_batch, prompt=None, unique_id=None):
+        requeue = prompt[unique_id]["inputs"].get("requeue", 0) if prompt and unique_id else 0
+        return ({"frames_per_batch": frames_per_batch, "chunk": requeue},)
+
+
+class ReCaptureTestChunkedClip:
+    CATEGORY = "testing"
+    FUNCTION = "load"
+    RETURN_TYPES = ("IMAGE",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",), "meta_batch": ("VHS_BatchManager",)}}
+
+    def load(self, images, meta_batch):
+        first = meta_batch["chunk"] * meta_batch["frames_per_batch"]
+        return (images[first:first + meta_batch["frames_per_batch"]],)
+
+
+NODE_CLASS_MAPPINGS = {"VHS_BatchManager": VHSBatchManagerStandIn, "ReCaptureTestChunkedClip": ReCaptureTestChunkedClip,
+                       "ReCaptureTestTinyCLIPVisionLoader": ReCaptureTestTinyCLIPVisionLoader,
                        "ReCaptureTestTinySVDLoader": ReCaptureTestTinySVDLoader,
                        "ReCaptureTestWanText": ReCaptureTestWanText,
                        "ReCaptureTestLoad3DCamera": ReCaptureTestLoad3DCamera,
