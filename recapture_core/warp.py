@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from kornia.geometry.depth import depth_to_3d_v2
@@ -279,6 +279,64 @@ def _rows_per_band(height: int, width: int, device: torch.device) -> int:
     return height if device.type != "cpu" else max(1, min(height, BAND_POINTS // max(width, 1)))
 
 
+class _BandFootprints(NamedTuple):
+    """Footprints of the ``[m]`` source points of a band of rows (flattened), in target pixels.
+
+    u, v, z: projection and target depth; depth: source depth; inverse_jacobian: J^-1 as four ``[m]``
+    entries; reach ``[2, m]``: footprint half-size in source pixels along source x and y (-1: renders
+    nothing); lo_u, lo_v: first candidate pixel centre; span_u, span_v: candidate centres per axis;
+    usable: the point renders at all.
+    """
+
+    u: torch.Tensor
+    v: torch.Tensor
+    z: torch.Tensor
+    depth: torch.Tensor
+    inverse_jacobian: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    reach: torch.Tensor
+    lo_u: torch.Tensor
+    lo_v: torch.Tensor
+    span_u: torch.Tensor
+    span_v: torch.Tensor
+    usable: torch.Tensor
+
+
+def _band_footprints(depth: torch.Tensor, row0: int, row1: int, homography: torch.Tensor, parallax: torch.Tensor,
+                     edge_threshold: float, max_footprint: int) -> _BandFootprints:
+    """The footprints of source rows ``row0 .. row1 - 1`` of ``depth [H, W]`` (stencils read HALO_ROWS beyond)."""
+    height = depth.shape[0]
+    top, bottom = max(0, row0 - HALO_ROWS), min(height, row1 + HALO_ROWS)
+    d = depth[top:bottom]  # [h, W] with halo
+    target = project_rows(d, top, homography, parallax)  # [3, h, W]: z * (u, v, 1)
+    z_all = target[2]
+    uv = target[:2] / z_all  # [2, h, W]
+    jump_x = d.diff(dim=1).abs_()
+    jump_y = d.diff(dim=0).abs_()
+    smooth = _inside_smooth_surface(d, jump_x, jump_y)
+    d_dx = _one_sided_difference(uv, jump_x, smooth[0], dim=2)
+    d_dy = _one_sided_difference(uv, jump_y, smooth[1], dim=1)
+    keep = ~flying_pixels(d[None], edge_threshold)[0]
+
+    inner = slice(row0 - top, row1 - top)  # the band's own rows, flattened to [m] points
+    flat = lambda t: t[..., inner, :].reshape(*t.shape[:-2], -1)  # noqa: E731
+    (u, v), z, depth_here = flat(uv), flat(z_all), flat(d)
+    (j00, j10), (j01, j11) = flat(d_dx), flat(d_dy)
+    det = j00 * j11 - j01 * j10
+    usable = (flat(keep) & (depth_here > MIN_DEPTH) & (z > MIN_DEPTH) & torch.isfinite(u) & torch.isfinite(v)
+              & (det.abs() > 1e-12))
+    inverse_det = torch.where(usable, det.reciprocal(), torch.zeros_like(det))
+    # Beyond half a pixel only towards neighbours of the same surface.
+    reach = torch.where(flat(smooth), 0.5 + SMOOTH_REACH, 0.5 + COVER_EPS).to(d.dtype).masked_fill_(~usable, -1.0)
+    half_u = (reach[0] * j00.abs() + reach[1] * j01.abs()).clamp_(0, max_footprint / 2.0)
+    half_v = (reach[0] * j10.abs() + reach[1] * j11.abs()).clamp_(0, max_footprint / 2.0)
+    u, v = u.masked_fill(~usable, 0.0), v.masked_fill(~usable, 0.0)
+    lo_u, lo_v = torch.ceil(u - half_u - COVER_EPS), torch.ceil(v - half_v - COVER_EPS)
+    return _BandFootprints(u, v, z, depth_here,
+                           (j11 * inverse_det, -j01 * inverse_det, -j10 * inverse_det, j00 * inverse_det), reach,
+                           lo_u, lo_v, torch.floor(u + half_u + COVER_EPS) - lo_u + 1,
+                           torch.floor(v + half_v + COVER_EPS) - lo_v + 1, usable)
+
+
 def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tensor, world_to_target: torch.Tensor,
                 K_target: torch.Tensor, edge_threshold: float = 0.0, max_footprint: int = 4
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -309,41 +367,15 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
     band_rows = _rows_per_band(height, width, device)
     for row0 in range(0, height, band_rows):
         row1 = min(height, row0 + band_rows)
-        top, bottom = max(0, row0 - HALO_ROWS), min(height, row1 + HALO_ROWS)
-        d = depth[top:bottom]  # [h, W] with halo
-        target = project_rows(d, top, homography, parallax)  # [3, h, W]: z * (u, v, 1)
-        z_all = target[2]
-        uv = target[:2] / z_all  # [2, h, W]
-        jump_x = d.diff(dim=1).abs_()
-        jump_y = d.diff(dim=0).abs_()
-        smooth = _inside_smooth_surface(d, jump_x, jump_y)
-        d_dx = _one_sided_difference(uv, jump_x, smooth[0], dim=2)
-        d_dy = _one_sided_difference(uv, jump_y, smooth[1], dim=1)
-        keep = ~flying_pixels(d[None], edge_threshold)[0]
-
-        inner = slice(row0 - top, row1 - top)  # the band's own rows, flattened to [m] points
-        flat = lambda t: t[..., inner, :].reshape(*t.shape[:-2], -1)  # noqa: E731
-        (u, v), z, depth_here = flat(uv), flat(z_all), flat(d)
-        (j00, j10), (j01, j11) = flat(d_dx), flat(d_dy)
-        det = j00 * j11 - j01 * j10
-        usable = (flat(keep) & (depth_here > MIN_DEPTH) & (z > MIN_DEPTH) & torch.isfinite(u) & torch.isfinite(v)
-                  & (det.abs() > 1e-12))
-        inverse_det = torch.where(usable, det.reciprocal(), torch.zeros_like(det))
-        a00, a01, a10, a11 = j11 * inverse_det, -j01 * inverse_det, -j10 * inverse_det, j00 * inverse_det  # J^-1
-        # Footprint half-size in source pixels along source x and y ([2, m]): beyond half a pixel only
-        # towards neighbours of the same surface; -1 for points that render nothing, so no test passes.
-        reach = torch.where(flat(smooth), 0.5 + SMOOTH_REACH, 0.5 + COVER_EPS).to(dtype).masked_fill_(~usable, -1.0)
-        half_u = (reach[0] * j00.abs() + reach[1] * j01.abs()).clamp_(0, max_footprint / 2.0)
-        half_v = (reach[0] * j10.abs() + reach[1] * j11.abs()).clamp_(0, max_footprint / 2.0)
-        u, v = u.masked_fill(~usable, 0.0), v.masked_fill(~usable, 0.0)
-        lo_u, lo_v = torch.ceil(u - half_u - COVER_EPS), torch.ceil(v - half_v - COVER_EPS)  # first candidate centre
-        span_u = torch.floor(u + half_u + COVER_EPS) - lo_u + 1
-        span_v = torch.floor(v + half_v + COVER_EPS) - lo_v + 1
+        band = _band_footprints(depth, row0, row1, homography, parallax, edge_threshold, max_footprint)
+        u, v, z, lo_u, lo_v, span_u, span_v, reach = (band.u, band.v, band.z, band.lo_u, band.lo_v, band.span_u,
+                                                        band.span_v, band.reach)
+        a00, a01, a10, a11 = band.inverse_jacobian
         first = row0 * width
         point_ids = torch.arange(first, first + u.numel(), dtype=torch.int64, device=device)
         # z-buffer key: the float32 bits of the depth (ordered like the depths, as they are positive)
         # over the point id, so ties go to the lower id and the result is deterministic.
-        key_of_point = (z.masked_fill(~usable, 1.0).to(torch.float32).view(torch.int32).to(torch.int64) << 32) | point_ids
+        key_of_point = (z.masked_fill(~band.usable, 1.0).to(torch.float32).view(torch.int32).to(torch.int64) << 32) | point_ids
         # Nearly every point's candidates fit a 2x2 block of pixel centres inside the frame: those run
         # dense, all four at once. The rest (footprints near the border, or wider than two pixels) are
         # few and run gathered, over their whole span.
@@ -354,7 +386,7 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
                          reach.masked_fill(~in_block, -1.0))
         # Points whose every candidate lies outside the frame (moved out of view) need no work at all.
         in_view = (lo_u <= width - 1) & (lo_u + span_u >= 1) & (lo_v <= height - 1) & (lo_v + span_v >= 1)
-        rest = torch.nonzero(usable & ~in_block & in_view).squeeze(1)
+        rest = torch.nonzero(band.usable & ~in_block & in_view).squeeze(1)
         if rest.numel():
             pick = lambda t: t.index_select(0, rest)  # noqa: E731
             _splat_spans(best, width, height, pick(key_of_point), pick(u), pick(v), pick(lo_u), pick(lo_v),
@@ -364,11 +396,25 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
         source_x = columns.expand(row1 - row0, width).reshape(-1)
         source_y = torch.arange(row0, row1, dtype=dtype, device=device)[:, None].expand(row1 - row0, width).reshape(-1)
         for plane, value in enumerate((a00, a01, source_x - (a00 * u + a01 * v), a10, a11,
-                                       source_y - (a10 * u + a11 * v), z, depth_here)):
+                                       source_y - (a10 * u + a11 * v), z, band.depth)):
             winner_table[first:first + u.numel(), plane] = value
 
-    # Colour by backward refinement, band by band over the target: the winner's source image sampled
-    # at p + J^-1 (c - u), the source position that lands exactly on the target pixel centre c.
+    return _colour_by_backward_refinement(colors, depth, best, winner_table, band_rows)
+
+
+def _colour_by_backward_refinement(colors: torch.Tensor, depth: torch.Tensor, best: torch.Tensor,
+                                   winner_table: torch.Tensor, band_rows: int
+                                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Image ``[H, W, C]``, valid ``[H, W]`` and target depth ``[H, W]`` from the z-buffer ``best [H * W + 1]``.
+
+    Band by band over the target: the winner's source image sampled at ``p + J^-1 (c - u)``, the
+    source position that lands exactly on the target pixel centre ``c`` (``winner_table [N, 8]``
+    holds each source point's map from ``c`` to that position, its target z and its depth).
+    """
+    height, width = depth.shape
+    n = height * width
+    dtype, device = depth.dtype, depth.device
+    empty = torch.iinfo(torch.int64).max
     neighbours = _neighbour_table(colors, depth)
     image = torch.zeros(colors.shape[-1], n, dtype=colors.dtype, device=device)
     target_depth = torch.zeros(n, dtype=dtype, device=device)
