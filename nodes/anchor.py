@@ -71,9 +71,9 @@ class ReCapturePointCloudWarp:
         trajectory, subject_distance = _meta_batch.anchor_window(meta_batch_chunk, trajectory, frames.shape[0], depth,
                                                                  match_subject_distance)
         result = anchor_from_depth(frames, depth, trajectory, match_subject_distance=match_subject_distance,
-                                   subject_distance=subject_distance, edge_threshold=edge_threshold, hole_dilation=hole_dilation, hole_fill=hole_fill,
-                                   device=_comfy.device(), progress=_comfy.progress(frames.shape[0]),
-                                   check_interrupt=_comfy.check_interrupt)
+                                   subject_distance=subject_distance, edge_threshold=edge_threshold,
+                                   hole_dilation=hole_dilation, hole_fill=hole_fill, device=_comfy.device(),
+                                   progress=_comfy.progress(frames.shape[0]), check_interrupt=_comfy.check_interrupt)
         if unique_id is not None:
             RECENT.put(str(unique_id), {"frames": frames, "depth": depth, "trajectory": trajectory,
                                         "match_subject_distance": match_subject_distance, "edge_threshold": edge_threshold})
