@@ -1,5 +1,5 @@
-"""The device bench of the MODEL-path trainer runs (at tiny size, on the CPU), so a session lent a GPU can run
-bench/gpu_check.sh without finding a broken script. Figures are the bench's business, not this test's."""
+"""The device benches run (at tiny size, on the CPU), so a session lent a GPU can run bench/gpu_check.sh without
+finding a broken script. Figures are the bench's business, not this test's."""
 from __future__ import annotations
 
 import json
@@ -10,21 +10,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_the_model_path_training_bench_runs_and_reports_finite_losses(tmp_path):
-    out = tmp_path / "train_model_path.json"
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "train_model_path.py"), "--size", "tiny", "--steps", "2",
-                           "--device", "cpu", "--out", str(out)], capture_output=True, text=True, timeout=600)
+def run_bench(tmp_path: Path, script: str, *args: str) -> dict:
+    """Run ``bench/<script>`` with ``args`` and an ``--out`` in ``tmp_path``; its JSON result."""
+    out = tmp_path / "result.json"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / script), *args, "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_the_model_path_training_bench_runs_and_reports_finite_losses(tmp_path):
+    result = run_bench(tmp_path, "train_model_path.py", "--size", "tiny", "--steps", "2", "--device", "cpu")
     assert result["losses_finite"] and len(result["losses"]) == 2 and result["seconds_per_step"] > 0
 
 
 def test_the_warp_bench_runs_side_by_side_with_both_references(tmp_path):
-    out = tmp_path / "warp.json"
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "warp.py"), "--frames", "2", "--height", "40",
-                           "--width", "56", "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result = run_bench(tmp_path, "warp.py", "--frames", "2", "--height", "40", "--width", "56")
     assert len(result["cases"]) == 20  # five moves of the ground in float, 16 and 8 bits, and of the wall
     assert all(c["ratio_warp_over_reference"] > 0 and c["ratio_warp_over_banded_reference"] > 0 for c in result["cases"])
     assert set(result["goals"]) == {"ratio_at_most_2", "no_cracks_with_8bit_depth", "gpu_1G_points_per_second"}
