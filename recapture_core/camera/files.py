@@ -26,7 +26,7 @@ from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_
 from ..errors import ReCaptureInputError
 from ..model_files import read_json, read_text, reading
 from ..paths import atomic_write_text, unused_path
-from .conventions import OPENCV_FROM_OPENGL, normalized_intrinsics_from_hfov
+from .conventions import DEFAULT_HFOV_DEG, OPENCV_FROM_OPENGL, normalized_intrinsics_from_hfov
 from .poses import invert_pose, make_pose
 from .trajectory import CameraTrajectory
 
@@ -333,7 +333,7 @@ def _is_recammaster(data) -> bool:
     return isinstance(data, dict) and bool(data) and all(_FRAME_KEY.fullmatch(str(key)) for key in data)
 
 
-def from_recammaster(data: dict, camera: int = 1, hfov_deg: float = 60.0) -> AbsoluteCameras:
+def from_recammaster(data: dict, camera: int = 1, hfov_deg: float = DEFAULT_HFOV_DEG) -> AbsoluteCameras:
     """Cameras from ReCamMaster's ``camera_extrinsics.json`` (its MultiCamVideo dataset and sample paths).
 
     ``{"frame0": {"cam01": "[fx fy fz 0] [rx ry rz 0] [ux uy uz 0] [px py pz 1]", ...}, ...}``: for every
