@@ -141,51 +141,44 @@ def _inside_smooth_surface(depth: torch.Tensor, jump_x: torch.Tensor, jump_y: to
     return smooth
 
 
-def _neighbour_table(colors: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    """``[H * W, 2 * (C + 1)]``: each pixel's colour channels and depth, then its right-hand neighbour's
-    (its own in the last column), so a bilinear sample reads its four taps in two row gathers."""
+def _pixel_table(colors: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """``[H * W, C + 1]``: each pixel's colour channels and depth, so a bilinear tap is one row gather."""
     height, width, channels = colors.shape
-    table = torch.empty(height, width, 2, channels + 1, dtype=colors.dtype, device=colors.device)
-    table[:, :, 0, :channels] = colors
-    table[:, :, 0, channels] = depth
-    table[:, :-1, 1] = table[:, 1:, 0]
-    table[:, -1, 1] = table[:, -1, 0]
-    return table.reshape(height * width, 2 * (channels + 1))
+    return torch.cat([colors, depth[..., None].to(colors.dtype)], dim=2).reshape(height * width, channels + 1)
 
 
-def _bilinear_same_surface(neighbours: torch.Tensor, width: int, x: torch.Tensor, y: torch.Tensor,
+def _bilinear_same_surface(pixels: torch.Tensor, width: int, x: torch.Tensor, y: torch.Tensor,
                            reference_depth: torch.Tensor) -> torch.Tensor:
     """Sample colours bilinearly at ``x, y [N]`` (source pixels), using only taps on the same surface.
 
-    ``neighbours`` is :func:`_neighbour_table`'s ``[H * W, 2 * (C + 1)]``. A tap whose depth differs
-    from ``reference_depth [N]`` (the winning source pixel's) by more than SAME_SURFACE relative is
-    left out and the other weights renormalised, so colours never blend across a depth edge. The
-    winning pixel is always one of the four taps. Returns ``[C, N]``.
+    ``pixels`` is :func:`_pixel_table`'s ``[H * W, C + 1]``. A tap whose depth differs from
+    ``reference_depth [N]`` (the winning source pixel's) by more than SAME_SURFACE relative is left
+    out and the other weights renormalised, so colours never blend across a depth edge. The winning
+    pixel is always one of the four taps. Returns ``[C, N]``.
     """
-    count, planes = neighbours.shape
-    height, channels = count // width, planes // 2 - 1
+    count, planes = pixels.shape
+    height, channels = count // width, planes - 1
     x = x.clamp(0, width - 1)
     y = y.clamp(0, height - 1)
     x0 = x.floor().clamp_(max=max(width - 2, 0))
     y0 = y.floor().clamp_(max=max(height - 2, 0))
     ax, ay = x - x0, y - y0
     top = y0.long() * width + x0.long()
-    # Row gathers (one cache line per sample), then arithmetic on their column views.
-    upper = neighbours.index_select(0, top).T
-    lower = neighbours.index_select(0, top + width).T if height > 1 else upper
+    right, down = (1 if width > 1 else 0), (width if height > 1 else 0)
     bx, by = 1 - ax, 1 - ay
     tolerance = SAME_SURFACE * reference_depth
-    taps = []  # (planes, their first channel, weight) of top left, top right, bottom left, bottom right
-    for rows, first, weight in ((upper, 0, bx * by), (upper, channels + 1, ax * by), (lower, 0, bx * ay),
-                                (lower, channels + 1, ax * ay)):
-        weight.masked_fill_((rows[first + channels] - reference_depth).abs_() > tolerance, 0.0)
-        taps.append((rows, first, weight))
-    weight_sum = taps[0][2] + taps[1][2] + taps[2][2] + taps[3][2]
-    colour = torch.empty(channels, x.shape[0], dtype=neighbours.dtype, device=neighbours.device)
+    taps = []  # (colour and depth rows, weight) of top left, top right, bottom left, bottom right
+    for offset, weight in ((0, bx * by), (right, ax * by), (down, bx * ay), (down + right, ax * ay)):
+        # A row gather (one cache line per sample), then arithmetic on its column views.
+        rows = pixels.index_select(0, top + offset if offset else top).T
+        weight.masked_fill_((rows[channels] - reference_depth).abs_() > tolerance, 0.0)
+        taps.append((rows, weight))
+    weight_sum = taps[0][1] + taps[1][1] + taps[2][1] + taps[3][1]
+    colour = torch.empty(channels, x.shape[0], dtype=pixels.dtype, device=pixels.device)
     for c in range(channels):
-        torch.mul(taps[0][0][taps[0][1] + c], taps[0][2], out=colour[c])
-        for rows, first, weight in taps[1:]:
-            colour[c].addcmul_(rows[first + c], weight)
+        torch.mul(taps[0][0][c], taps[0][1], out=colour[c])
+        for rows, weight in taps[1:]:
+            colour[c].addcmul_(rows[c], weight)
     # Exact when one tap has all the weight: v * 1 + w * 0 + ... == v, and v / 1 == v.
     return colour.div_(weight_sum)
 
@@ -213,7 +206,8 @@ def _splat_block(best: torch.Tensor, width: int, key: torch.Tensor, offset_u: to
         torch.add(source_offset[axis, 0], step_right, out=source_offset[axis, 1])
         torch.add(source_offset[axis, 0], step_down, out=source_offset[axis, 2])
         torch.add(source_offset[axis, 1], step_down, out=source_offset[axis, 3])
-    covered = (source_offset.abs_() <= reach[:, None]).all(dim=0)  # [4, m]
+    source_offset.abs_()
+    covered = (source_offset[0] <= reach[0]) & (source_offset[1] <= reach[1])  # [4, m]
     pixel = torch.where(reach[0] >= 0, lo_v * width + lo_u, 0.0).long()
     steps = torch.tensor([0, 1, width, width + 1], dtype=torch.int64, device=pixel.device)
     # Uncovered candidates carry the empty key, which amin ignores: no need to send them elsewhere.
@@ -395,9 +389,8 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
         # Source position of target centre c: p + J^-1 (c - (u, v)) = J^-1 c + (p - J^-1 (u, v)).
         source_x = columns.expand(row1 - row0, width).reshape(-1)
         source_y = torch.arange(row0, row1, dtype=dtype, device=device)[:, None].expand(row1 - row0, width).reshape(-1)
-        for plane, value in enumerate((a00, a01, source_x - (a00 * u + a01 * v), a10, a11,
-                                       source_y - (a10 * u + a11 * v), z, band.depth)):
-            winner_table[first:first + u.numel(), plane] = value
+        torch.stack((a00, a01, source_x - (a00 * u + a01 * v), a10, a11, source_y - (a10 * u + a11 * v), z, band.depth),
+                    dim=1, out=winner_table[first:first + u.numel()])
 
     return _colour_by_backward_refinement(colors, depth, best, winner_table, band_rows)
 
@@ -415,7 +408,7 @@ def _colour_by_backward_refinement(colors: torch.Tensor, depth: torch.Tensor, be
     n = height * width
     dtype, device = depth.dtype, depth.device
     empty = torch.iinfo(torch.int64).max
-    neighbours = _neighbour_table(colors, depth)
+    pixels = _pixel_table(colors, depth)
     image = torch.zeros(colors.shape[-1], n, dtype=colors.dtype, device=device)
     target_depth = torch.zeros(n, dtype=dtype, device=device)
     valid = (best[:n] != empty).reshape(height, width)
@@ -430,7 +423,7 @@ def _colour_by_backward_refinement(colors: torch.Tensor, depth: torch.Tensor, be
         centre_u, centre_v = target_u.to(dtype), target_v.to(dtype)
         sample_x = _snap(torch.addcmul(torch.addcmul(offset_x, a00, centre_u), a01, centre_v))
         sample_y = _snap(torch.addcmul(torch.addcmul(offset_y, a10, centre_u), a11, centre_v))
-        colour = _bilinear_same_surface(neighbours, width, sample_x, sample_y, reference)
+        colour = _bilinear_same_surface(pixels, width, sample_x, sample_y, reference)
         image.index_copy_(1, found, colour.to(colors.dtype))
         target_depth.index_copy_(0, found, w_z)
     return image.reshape(-1, height, width).permute(1, 2, 0), valid, target_depth.reshape(height, width)
