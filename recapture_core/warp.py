@@ -108,10 +108,10 @@ def _one_sided_difference(values: torch.Tensor, jump: torch.Tensor, smooth: torc
     first and last pixel take their only side; a single pixel has no difference (0).
     """
     n = values.shape[dim]
-    out = torch.zeros_like(values)
     if n < 2:
-        return out
+        return torch.zeros_like(values)
     diff = values.diff(dim=dim)  # diff[i] = values[i + 1] - values[i]: forward at i, backward at i + 1
+    out = torch.empty_like(values)
     out.narrow(dim, 0, 1).copy_(diff.narrow(dim, 0, 1))
     out.narrow(dim, n - 1, 1).copy_(diff.narrow(dim, n - 2, 1))
     if n > 2:
@@ -120,7 +120,7 @@ def _one_sided_difference(values: torch.Tensor, jump: torch.Tensor, smooth: torc
         forward_is_longer = length.narrow(axis, 1, n - 2) >= length.narrow(axis, 0, n - 2)
         forward_is_flatter = jump.narrow(axis, 1, n - 2) <= jump.narrow(axis, 0, n - 2)
         forward = torch.where(smooth.narrow(axis, 1, n - 2), forward_is_longer, forward_is_flatter)
-        out.narrow(dim, 1, n - 2).copy_(torch.where(forward, diff.narrow(dim, 1, n - 2), diff.narrow(dim, 0, n - 2)))
+        torch.where(forward, diff.narrow(dim, 1, n - 2), diff.narrow(dim, 0, n - 2), out=out.narrow(dim, 1, n - 2))
     return out
 
 
