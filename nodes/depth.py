@@ -25,10 +25,10 @@ IMAGE_ALIGNMENT_INPUT = ("BOOLEAN", {"default": True, "tooltip": (
 
 
 class _DepthOutput:
-    META_BATCH = _meta_batch.ALIGNED_DEPTH
     """Shared declarations of the nodes that make DEPTH."""
 
     CATEGORY = CATEGORY
+    META_BATCH = _meta_batch.ALIGNED_DEPTH
     RETURN_TYPES = ("DEPTH", "IMAGE")
     RETURN_NAMES = ("depth", "preview")
     OUTPUT_TOOLTIPS = (DEPTH_TOOLTIP, PREVIEW_TOOLTIP)

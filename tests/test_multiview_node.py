@@ -175,3 +175,20 @@ def test_interrupt_stops_between_sampling_steps(node, comfy_models, clip, monkey
         run(node, comfy_models, frames, orbit(), mode="generator only", steps=2)
     # checks: frame 0 start, its 2 steps, frame 1 start -> stops before frame 1 samples
     assert len(calls) == 1
+
+
+def test_a_meta_batch_chunk_takes_its_window_of_the_path_at_the_first_chunks_scale(node, comfy_models, clip, pack):
+    import importlib
+
+    meta_batch = importlib.import_module(f"{pack.__name__}.nodes._meta_batch")
+    frames, depth = clip
+    path = orbit(frames=3 * F)  # the whole clip: three chunks of F frames
+    nearer = DepthMaps(depth.values * 0.5, "metric")  # the first chunk's scene, half as far away
+    run(node, comfy_models, frames, path, depth=nearer, meta_batch_chunk=meta_batch.Chunk("m", 0, F, "mv"))
+    _, valid, *_ = run(node, comfy_models, frames, path, depth=depth, meta_batch_chunk=meta_batch.Chunk("m", 1, F, "mv"))
+    window = path.window(F, F).scaled_to_subject_distance(central_median_depth(nearer))
+    assert torch.equal(valid, warp_video(frames, depth.as_depth(), window, edge_threshold=0.05).valid_mask)
+    own_scale = path.window(F, F).scaled_to_subject_distance(central_median_depth(depth))
+    assert not torch.equal(valid, warp_video(frames, depth.as_depth(), own_scale, edge_threshold=0.05).valid_mask)
+    with pytest.raises(Exception, match="needs frames 6..8"):
+        run(node, comfy_models, frames, orbit(frames=2 * F), depth=depth, meta_batch_chunk=meta_batch.Chunk("m", 2, F, "mv"))

@@ -82,6 +82,20 @@ def test_depth_alignment_under_meta_batch_is_refused_before_any_work(comfy_serve
     assert "PointCloudWarp cannot run chunk by chunk" in message and "Turn temporal_consistency off for chunks" in message
 
 
+def test_depth_from_image_with_temporal_consistency_refuses_chunks(comfy_server, input_images):
+    graph = clip_graph(input_images, "recapture_test/mb/depth_node", requeue=0)
+    graph["6"] = {"class_type": "ReCaptureDepthFromImage",
+                  "inputs": {"depth_image": ["c2", 0], "reading": "depth, bright = far", "near": 0.5, "far": 20.0,
+                             "temporal_consistency": True}}
+    graph["8"] = {"class_type": "PreviewImage", "inputs": {"images": ["6", 1]}}
+    del graph["5"], graph["4"]
+    with pytest.raises(PromptFailed) as failed:
+        comfy_server.run(graph)
+    assert "DepthFromImage cannot run chunk by chunk" in str(failed.value)
+    graph["6"]["inputs"]["temporal_consistency"] = False  # each chunk read on its own: runs
+    comfy_server.run(graph)
+
+
 def test_meta_batch_rules_of_the_nodes(pack):
     """Nodes that need the whole clip refuse chunks; anchors take their window; the subject distance of the first
     chunk stays the clip's."""
