@@ -32,7 +32,7 @@ splat is hand-written, because kornia has none:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import torch
@@ -225,8 +225,9 @@ def _splat_spans(best: torch.Tensor, width: int, height: int, key: torch.Tensor,
     for dv in range(span):
         for du in range(span):
             cu, cv = lo_u + du, lo_v + dv
-            sx = a00 * (cu - u) + a01 * (cv - v)
-            sy = a10 * (cu - u) + a11 * (cv - v)
+            du_px, dv_px = cu - u, cv - v
+            sx = a00 * du_px + a01 * dv_px
+            sy = a10 * du_px + a11 * dv_px
             covered = ((sx.abs() <= reach[0]) & (sy.abs() <= reach[1]) & (cu >= 0) & (cu <= width - 1) & (cv >= 0)
                        & (cv <= height - 1) & (span_u > du) & (span_v > dv))
             pixel = torch.where(covered, cv * width + cu, n).long()
@@ -554,8 +555,7 @@ def preview_frame(frames: torch.Tensor, depth: torch.Tensor, trajectory: CameraT
     check_number(longest_side, "size", 16, PREVIEW_MAX_SIDE, integer=True)
     if match_subject_distance:
         trajectory = trajectory.scaled_to_subject_distance(central_median(depth))
-    camera = replace(trajectory, target_to_source=trajectory.target_to_source[frame:frame + 1],
-                     target_intrinsics=trajectory.target_intrinsics[frame:frame + 1])
+    camera = trajectory.window(frame, 1)
     image, values = frames[frame:frame + 1], depth[frame:frame + 1]
     scale = min(1.0, longest_side / max(height, width))
     if scale < 1.0:
