@@ -6,13 +6,11 @@ recapture_core/camera/conventions.py.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-
 import folder_paths
 
 from ..recapture_core.camera.conventions import DEFAULT_HFOV_DEG
-from ..recapture_core.camera.files import FORMATS, IMPORT_FORMATS, REFERENCES, export_trajectory, import_trajectory
+from ..recapture_core.camera.files import (FORMATS, IMPORT_FORMATS, REFERENCES, camera_file_fingerprint, export_trajectory,
+                                           import_trajectory, list_camera_files)
 from ..recapture_core.camera.keyframes import INTERPOLATIONS, keyframe_trajectory, parse_keyframes
 from ..recapture_core.camera.presets import PRESETS, UNITS, preset_trajectory
 from ..recapture_core.camera.preview import render_preview
@@ -222,17 +220,8 @@ class ReCaptureCameraReverse(_TrajectoryOutput):
 
 
 def _camera_files() -> list[str]:
-    """Camera files under ComfyUI's input folder: *.json, RealEstate10K *.txt, and COLMAP folders (by their images.txt)."""
-    root = folder_paths.get_input_directory()
-    found = []
-    for directory, subdirs, files in os.walk(root):
-        depth = os.path.relpath(directory, root).count(os.sep)
-        if depth >= 3:
-            subdirs[:] = []
-        for name in files:
-            if name.endswith((".json", ".txt")) and name != "cameras.txt":
-                found.append(os.path.relpath(os.path.join(directory, name), root).replace(os.sep, "/"))
-    return sorted(found) or [NO_CAMERA_FILES]
+    """Camera files under ComfyUI's input folder (list_camera_files: regular files that stay inside it)."""
+    return list_camera_files(folder_paths.get_input_directory()) or [NO_CAMERA_FILES]
 
 
 class ReCaptureCameraImport(_TrajectoryAndSummaryOutput):
@@ -268,17 +257,16 @@ class ReCaptureCameraImport(_TrajectoryAndSummaryOutput):
     @classmethod
     def IS_CHANGED(cls, file, **_):
         try:
-            path = safe_child(folder_paths.get_input_directory(), file, "file")
-            return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else file
+            return camera_file_fingerprint(folder_paths.get_input_directory(), file)
         except (ReCaptureInputError, OSError):
-            return file
+            return file  # load() says what is wrong
 
     def load(self, file, format, reference, translation_scale, subject_distance, camera=1):
         if file == NO_CAMERA_FILES:
             raise ReCaptureInputError("file", "no camera file was chosen",
                                       "Put a .json camera file or a COLMAP folder into ComfyUI's input folder, then refresh.")
-        path = safe_child(folder_paths.get_input_directory(), file, "file")
-        trajectory = import_trajectory(path, format, reference, translation_scale, subject_distance, camera)
+        trajectory = import_trajectory(folder_paths.get_input_directory(), file, format, reference, translation_scale,
+                                       subject_distance, camera)
         return (trajectory, trajectory.summary())
 
 

@@ -1,8 +1,12 @@
-"""File-system safety for names users type: stay inside the folder, never overwrite, write atomically."""
+"""File-system safety for names users type: stay inside the folder, read only regular files, never
+overwrite, write atomically."""
 from __future__ import annotations
 
+import errno
+import io
 import os
 import re
+import stat
 import tempfile
 import unicodedata
 from pathlib import Path, PureWindowsPath
@@ -43,9 +47,101 @@ def safe_child(folder: str | os.PathLike, name: str, input_name: str) -> Path:
     root = Path(folder).resolve()
     path = (root / name).resolve()
     if root not in path.parents:
-        raise ReCaptureInputError(input_name, f"{name!r} resolves outside {root}",
+        raise ReCaptureInputError(input_name, f"{name!r} resolves outside its folder",  # the server's paths are not the user's
                                   "Use a name relative to the folder (symbolic links may not lead out of it).")
     return path
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _kind(mode: int) -> str:
+    return next((kind for is_kind, kind in _KINDS if is_kind(mode)), "not a regular file")
+
+
+def shown_name(path: str | os.PathLike, inside: str | os.PathLike | None = None) -> str:
+    """How messages name ``path``: relative to ``inside`` where it lies there (the name the user chose), else
+    its last part; never the server's absolute path, nor where a link points."""
+    for root in (os.path.abspath(inside), os.path.realpath(inside)) if inside is not None else ():
+        relative = os.path.relpath(os.path.abspath(path), root)
+        if relative not in (".", "..") and not relative.startswith(".." + os.sep):
+            return relative.replace(os.sep, "/")
+    return Path(path).name
+
+
+def regular_file(path: str | os.PathLike, input_name: str, inside: str | os.PathLike | None = None,
+                 hint: str | None = None) -> tuple[str, os.stat_result]:
+    """The real path of ``path`` (every symbolic link resolved) and its status, checked before anything opens it.
+
+    It must be a regular file: a FIFO would block the reader until someone writes to it, and a device
+    never ends. With ``inside``, its real path must also lie under ``inside``'s real path, so that a link
+    (of the file or of a folder on its way) cannot make the pack read a file from elsewhere.
+    """
+    name = shown_name(path, inside)
+    real = os.path.realpath(path)
+    if inside is not None:
+        root = os.path.realpath(inside)
+        try:
+            outside = os.path.commonpath([root, real]) != root
+        except ValueError:  # another drive
+            outside = True
+        if outside:
+            raise ReCaptureInputError(input_name, f"{name} leads outside the folder it is read from (a symbolic link?)",
+                                      "Copy the file itself into the folder; links may not lead out of it.", hint)
+    try:
+        status = os.stat(real)
+    except FileNotFoundError:
+        raise ReCaptureInputError(input_name, f"{name} does not exist", "Check the file's name.", hint) from None
+    except OSError as err:
+        raise ReCaptureInputError(input_name, f"{name} cannot be read ({os.strerror(err.errno or 0)})",
+                                  "Check the file's permissions.", hint) from None
+    if not stat.S_ISREG(status.st_mode):
+        raise ReCaptureInputError(input_name, f"{name} is {_kind(status.st_mode)}, not a regular file",
+                                  "Pick a plain file.", hint)
+    return real, status
+
+
+def is_regular_file(path: str | os.PathLike, inside: str | os.PathLike | None = None) -> bool:
+    """Whether :func:`regular_file` accepts ``path`` (for lists of files to offer)."""
+    try:
+        regular_file(path, "file", inside)
+    except ReCaptureInputError:
+        return False
+    return True
+
+
+def open_regular_file(path: str | os.PathLike, input_name: str, inside: str | os.PathLike | None = None,
+                      hint: str | None = None) -> io.BufferedReader:
+    """``path`` opened for reading, checked by :func:`regular_file` before it is opened and again after.
+
+    The open never blocks (``O_NONBLOCK``: a FIFO put in the file's place after the check opens at once),
+    does not follow a link put in the file's place (``O_NOFOLLOW``), and the opened descriptor must be the
+    very regular file that was checked, so a swap between check and open is refused, not read.
+    """
+    real, checked = regular_file(path, input_name, inside, hint)
+    name = shown_name(path, inside)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        descriptor = os.open(real, flags)
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # O_NOFOLLOW: a link was put in the file's place after the check
+            raise ReCaptureInputError(input_name, f"{name} was replaced by a link while being opened",
+                                      "Check the file, then run again.", hint) from None
+        raise ReCaptureInputError(input_name, f"{name} cannot be opened ({os.strerror(err.errno or 0)})",
+                                  "Check the file's permissions.", hint) from None
+    try:
+        opened = os.fstat(descriptor)
+        if not stat.S_ISREG(opened.st_mode):
+            raise ReCaptureInputError(input_name, f"{name} was replaced by {_kind(opened.st_mode)} while being opened",
+                                      "Pick a plain file.", hint)
+        if (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino):
+            raise ReCaptureInputError(input_name, f"{name} was replaced while being opened",
+                                      "Check the file, then run again.", hint)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def unused_path(folder: Path, stem: str, suffix: str) -> Path:

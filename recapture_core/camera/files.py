@@ -7,15 +7,22 @@ With ``reference="file world is the source camera"`` the file's world frame is t
 source camera instead (what our own exports write, so any trajectory round-trips exactly).
 Translations are multiplied by ``translation_scale`` to bring them into the depth's units.
 
+Reading: a file is named relative to a folder (ComfyUI's input folder) and every file read, a COLMAP
+model's two included, must be a regular file whose real path lies in that folder (``model_files.read_bytes``).
+Messages about a file's content say the line or field and what was expected; they never quote the
+file's text (only numbers the pack parsed, which carry none).
+
 Export: world = the source camera. NeRF files use OpenGL axes (x right, y up, z backward) for
 both world and cameras; COLMAP and our JSON use OpenCV axes. Our JSON keeps everything
 (intrinsics per frame, subject distance, label) and round-trips bit-exactly.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +31,8 @@ import torch
 from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 
 from ..errors import ReCaptureInputError
-from ..model_files import read_json, read_text, reading
-from ..paths import atomic_write_text, unused_path
+from ..model_files import read_bytes, read_json, read_text, reading
+from ..paths import atomic_write_text, is_regular_file, safe_child, shown_name, unused_path
 from .conventions import DEFAULT_HFOV_DEG, OPENCV_FROM_OPENGL, normalized_intrinsics_from_hfov
 from .poses import invert_pose, make_pose
 from .trajectory import CameraTrajectory
@@ -59,6 +66,29 @@ def _fail(problem: str, fix: str = "Check the file, or export it again.") -> ReC
     return ReCaptureInputError("file", problem, fix)
 
 
+def _described(value) -> str:
+    """A value read from a file, for a message: a number as itself (a number carries no text of the file),
+    anything else by its JSON type only."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        text = repr(value)
+        return text if len(text) <= 24 else "a number of more than 24 characters"
+    return {str: "a string", list: "a list", dict: "an object"}.get(type(value), "a value of another type")
+
+
+def _parsed(parts: list[str], fields, where: str, names=None, kind=float) -> list:
+    """``kind(parts[i])`` for the 0-based ``fields``; a failure names the 1-based field, never its text."""
+    values = []
+    for index in fields:
+        try:
+            values.append(kind(parts[index]))
+        except ValueError:
+            label = f" ({names[index]})" if names and index < len(names) else ""
+            raise _fail(f"{where}: field {index + 1}{label} is not {'an integer' if kind is int else 'a number'}") from None
+    return values
+
+
 def _matrix(value, where: str) -> torch.Tensor:
     try:
         tensor = torch.tensor(value, dtype=torch.float64)
@@ -75,7 +105,7 @@ def _number(mapping: dict, key: str, where: str) -> float:
     try:
         return float(mapping[key])
     except (TypeError, ValueError):
-        raise _fail(f"{where}: {key} = {mapping[key]!r} is not a number") from None
+        raise _fail(f"{where}: {key} is {_described(mapping[key])}, not a number") from None
 
 
 # --- our own JSON ---------------------------------------------------------------------------
@@ -100,14 +130,15 @@ def to_recapture_json(trajectory: CameraTrajectory) -> dict:
 
 def from_recapture_json(data: dict, translation_scale: float = 1.0) -> CameraTrajectory:
     if data.get("format") != JSON_FORMAT_ID:
-        raise _fail(f"is not a ReCapture camera file (format = {data.get('format')!r})",
+        raise _fail(f"is not a ReCapture camera file (its \"format\" is not {JSON_FORMAT_ID!r})",
                     "Choose the matching format, or 'auto'.")
     if data.get("version") != JSON_VERSION:
-        raise _fail(f"has schema version {data.get('version')!r}; this pack reads version {JSON_VERSION}",
+        raise _fail(f"has schema version {_described(data.get('version'))}; this pack reads version {JSON_VERSION}",
                     "Export it again with this version of the pack.")
     convention = data.get("convention")
     if convention not in ("opencv", "opengl"):
-        raise _fail(f"has unknown convention {convention!r}", "Use 'opencv' (x right, y down, z forward) or 'opengl'.")
+        raise _fail(f"has an unknown convention ({_described(convention)})",
+                    "Use 'opencv' (x right, y down, z forward) or 'opengl'.")
     frames = data.get("frames")
     if not isinstance(frames, list) or not frames:
         raise _fail("has no frames")
@@ -188,6 +219,8 @@ def to_nerf(trajectory: CameraTrajectory, width: int, height: int) -> dict:
 
 
 # --- COLMAP text ------------------------------------------------------------------------------
+_CAMERA_FIELDS = ("CAMERA_ID", "MODEL", "WIDTH", "HEIGHT")
+_IMAGE_FIELDS = ("IMAGE_ID", "QW", "QX", "QY", "QZ", "TX", "TY", "TZ", "CAMERA_ID", "NAME")
 _COLMAP_MODELS = {  # model -> (parameter count, (fx, fy, cx, cy) indices)
     "SIMPLE_PINHOLE": (3, (0, 0, 1, 2)), "PINHOLE": (4, (0, 1, 2, 3)), "SIMPLE_RADIAL": (4, (0, 0, 1, 2)),
     "RADIAL": (5, (0, 0, 1, 2)), "OPENCV": (8, (0, 1, 2, 3)), "FULL_OPENCV": (12, (0, 1, 2, 3)),
@@ -208,17 +241,17 @@ def from_colmap(cameras_txt: str, images_txt: str) -> AbsoluteCameras:
     for number, line in _data_lines(cameras_txt):
         parts = line.split()
         if len(parts) < 4 or parts[1] not in _COLMAP_MODELS:
-            raise _fail(f"cameras.txt line {number}: expected 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS...' with a pinhole-type model, got {line!r}",
-                        f"Supported models: {', '.join(_COLMAP_MODELS)}.")
+            found = f"it has {len(parts)} fields" if len(parts) < 4 else "its MODEL (field 2) is not one of them"
+            raise _fail(f"cameras.txt line {number}: expected 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS...' with a pinhole-type "
+                        f"model; {found}", f"Supported models: {', '.join(_COLMAP_MODELS)}.")
         count, index = _COLMAP_MODELS[parts[1]]
-        try:
-            width, height, params = int(parts[2]), int(parts[3]), [float(v) for v in parts[4:]]
-        except ValueError:
-            raise _fail(f"cameras.txt line {number}: non-numeric values in {line!r}") from None
+        where = f"cameras.txt line {number}"
+        width, height = _parsed(parts, (2, 3), where, _CAMERA_FIELDS, kind=int)
+        params = _parsed(parts, range(4, len(parts)), where)
         if len(params) != count:
             raise _fail(f"cameras.txt line {number}: model {parts[1]} needs {count} parameters, got {len(params)} (truncated file?)")
         if parts[1] not in ("SIMPLE_PINHOLE", "PINHOLE"):
-            log.info("COLMAP camera %s: lens distortion of model %s is ignored", parts[0], parts[1])
+            log.info("COLMAP cameras.txt line %d: lens distortion of model %s is ignored", number, parts[1])
         fx, fy, cx, cy = (params[i] for i in index)
         cameras[parts[0]] = ([fx / width, fy / width, cx / width, cy / height], (width, height))
     if not cameras:
@@ -233,13 +266,11 @@ def from_colmap(cameras_txt: str, images_txt: str) -> AbsoluteCameras:
         number, line = lines[i]
         parts = line.split()
         if len(parts) < 10:
-            raise _fail(f"images.txt line {number}: expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME', got {line!r} (truncated file?)")
-        try:
-            quat_t = [float(v) for v in parts[1:8]]
-        except ValueError:
-            raise _fail(f"images.txt line {number}: non-numeric pose values in {line!r}") from None
+            raise _fail(f"images.txt line {number}: expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME', got "
+                        f"{len(parts)} fields (truncated file?)")
+        quat_t = _parsed(parts, range(1, 8), f"images.txt line {number}", _IMAGE_FIELDS)
         if parts[8] not in cameras:
-            raise _fail(f"images.txt line {number}: camera {parts[8]} is not in cameras.txt")
+            raise _fail(f"images.txt line {number}: its CAMERA_ID (field 9) is not a camera of cameras.txt")
         images.append((" ".join(parts[9:]), quat_t, parts[8]))
         i += 1
         if i < len(lines) and not _looks_like_pose_line(lines[i][1], cameras):
@@ -295,14 +326,15 @@ def from_realestate10k(text: str) -> AbsoluteCameras:
     timestamp.
     """
     rows = []
-    for number, line in _data_lines(text):
+    lines = _data_lines(text)
+    for number, line in lines:
         parts = line.split()
         try:
-            values = [float(v) for v in parts]
-        except ValueError:
-            if not rows and number == _data_lines(text)[0][0]:
+            values = _parsed(parts, range(len(parts)), f"line {number}")
+        except ReCaptureInputError:
+            if number == lines[0][0]:
                 continue  # the URL line
-            raise _fail(f"line {number}: non-numeric values in {line[:80]!r}") from None
+            raise
         if len(values) != 19:
             raise _fail(f"line {number}: expected 19 numbers (timestamp, fx fy cx cy, 2 distortion terms, a 3x4 "
                         f"world-to-camera matrix), got {len(values)} (truncated file?)")
@@ -326,6 +358,7 @@ def from_realestate10k(text: str) -> AbsoluteCameras:
 OPENCV_FROM_UNREAL = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0],
                                    [0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
 _FRAME_KEY = re.compile(r"frame(\d+)")
+_CAMERA_KEY = re.compile(r"cam(\d{1,3})")
 _UNREAL_MATRIX = re.compile(r"\s*\[([^\[\]]*)\]\s*\[([^\[\]]*)\]\s*\[([^\[\]]*)\]\s*\[([^\[\]]*)\]\s*")
 
 
@@ -347,8 +380,11 @@ def from_recammaster(data: dict, camera: int = 1, hfov_deg: float = DEFAULT_HFOV
     for key in frames:
         cameras = data[key]
         if not isinstance(cameras, dict) or name not in cameras:
-            present = sorted(cameras) if isinstance(cameras, dict) else []
-            raise ReCaptureInputError("camera", f"{key} of the file has no {name} (it has: {', '.join(present[:12]) or 'nothing'})",
+            # Rebuilt from the numbers of the file's camNN keys: a message never quotes the file's text.
+            present = sorted({int(match.group(1)) for entry in (cameras if isinstance(cameras, dict) else ())
+                              if (match := _CAMERA_KEY.fullmatch(str(entry)))})
+            listed = ", ".join(f"cam{number:02d}" for number in present[:12]) or "no camNN entry"
+            raise ReCaptureInputError("camera", f"{key} of the file has no {name} (it has: {listed})",
                                       "Pick a camera the file holds.")
         match = _UNREAL_MATRIX.fullmatch(str(cameras[name]))
         try:
@@ -373,19 +409,61 @@ def from_recammaster(data: dict, camera: int = 1, hfov_deg: float = DEFAULT_HFOV
 
 
 # --- file-level entry points ------------------------------------------------------------------
-def detect_format(path: Path) -> str:
-    if path.is_dir() or path.name == "images.txt" or path.name == "cameras.txt":
-        return "colmap text"
+_COLMAP_FILES = ("cameras.txt", "images.txt")
+_LISTING_DEPTH = 3  # folders below this depth are not searched for camera files
+
+
+def list_camera_files(root: Path | str) -> list[str]:
+    """Names (relative to ``root``, with ``/``) of the camera files a user may pick: ``*.json``, pose ``*.txt``
+    and COLMAP folders by their images.txt, a few folders deep. Only regular files whose real path
+    stays under ``root`` are offered: no FIFO or device, no link leading out."""
+    found = []
+    for directory, subdirs, files in os.walk(root):
+        if os.path.relpath(directory, root).count(os.sep) >= _LISTING_DEPTH:
+            subdirs[:] = []
+        for name in files:
+            path = os.path.join(directory, name)
+            if name.endswith((".json", ".txt")) and name != "cameras.txt" and is_regular_file(path, inside=root):
+                found.append(os.path.relpath(path, root).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def _is_colmap(path: Path) -> bool:
+    return path.is_dir() or path.name in _COLMAP_FILES
+
+
+def _colmap_paths(path: Path) -> list[Path]:
+    folder = path if path.is_dir() else path.parent
+    return [folder / name for name in _COLMAP_FILES]
+
+
+def _read_json(path: Path, root: Path):
+    return read_json(path, "file", inside=root)
+
+
+def _detect_format(path: Path, root: Path) -> tuple[str, object]:
+    """The format of a file and, for JSON, its value (read once)."""
+    if _is_colmap(path):
+        return "colmap text", None
     if path.suffix.lower() == ".txt":
-        return REALESTATE10K
-    data = _read_json(path)
+        return REALESTATE10K, None
+    data = _read_json(path, root)
     if isinstance(data, dict) and data.get("format") == JSON_FORMAT_ID:
-        return "recapture json"
-    return RECAMMASTER if _is_recammaster(data) else "nerf transforms.json"
+        return "recapture json", data
+    return (RECAMMASTER if _is_recammaster(data) else "nerf transforms.json"), data
 
 
-def _read_json(path: Path):
-    return read_json(path, "file")
+def camera_file_fingerprint(folder: Path | str, name: str) -> str:
+    """A hash of every file :func:`import_trajectory` reads for ``name`` (a COLMAP model's two), read the same
+    guarded way; raises :class:`ReCaptureInputError` where the import would."""
+    root = Path(folder)
+    path = safe_child(root, name, "file")
+    digest = hashlib.sha256()
+    for part in _colmap_paths(path) if _is_colmap(path) else [path]:
+        if os.path.lexists(part):
+            digest.update(read_bytes(part, "file", inside=root))
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def relative_trajectory(cameras: AbsoluteCameras, reference: str, translation_scale: float,
@@ -403,50 +481,54 @@ def relative_trajectory(cameras: AbsoluteCameras, reference: str, translation_sc
                             image_size=cameras.image_size, label=label, input_name="file")
 
 
-def import_trajectory(path: Path, fmt: str = "auto", reference: str = REFERENCES[0], translation_scale: float = 1.0,
-                      subject_distance: float = 1.0, camera: int = 1) -> CameraTrajectory:
-    """Read a camera file (or a COLMAP folder / its images.txt) into a trajectory.
+def import_trajectory(folder: Path | str, name: str, fmt: str = "auto", reference: str = REFERENCES[0],
+                      translation_scale: float = 1.0, subject_distance: float = 1.0, camera: int = 1) -> CameraTrajectory:
+    """Read the camera file ``name`` under ``folder`` (or a COLMAP folder / its images.txt) into a trajectory.
 
+    Every file read must be a regular file whose real path lies under ``folder`` (see the module docstring).
     ``camera``: which camera of a file that holds several (ReCamMaster's cam01, cam02, ...)."""
+    root = Path(folder)
+    path = safe_child(root, name, "file")
     if not path.exists():
-        raise ReCaptureInputError("file", f"{path} does not exist", "Check the file's name.", hint="camera_files")
+        raise ReCaptureInputError("file", f"{name} does not exist", "Check the file's name.", hint="camera_files")
     if not math.isfinite(translation_scale) or translation_scale <= 0:
         raise ReCaptureInputError("translation_scale", f"must be positive, got {translation_scale}",
                                   "Use 1.0 to keep the file's units.")
     # A file of the right syntax but an odd structure (a list where an object goes, a string for a
-    # matrix) fails wherever it is first touched: any such failure names the file.
-    with reading(path, "file", "Check the file against its format, or export it again."):
-        return _import(path, fmt, reference, translation_scale, subject_distance, camera)
+    # matrix) fails wherever it is first touched: any such failure names the file, not its text.
+    with reading(path, "file", "Check the file against its format, or export it again.", quote_errors=False):
+        return _import(path, root, fmt, reference, translation_scale, subject_distance, camera)
 
 
-def _import(path: Path, fmt: str, reference: str, translation_scale: float, subject_distance: float,
+def _import(path: Path, root: Path, fmt: str, reference: str, translation_scale: float, subject_distance: float,
             camera: int) -> CameraTrajectory:
-    fmt = detect_format(path) if fmt == "auto" else fmt
+    data = None
+    if fmt == "auto":
+        fmt, data = _detect_format(path, root)
+    elif fmt not in IMPORT_FORMATS:
+        raise ReCaptureInputError("format", f"unknown format {fmt!r}", f"Choose 'auto' or one of: {', '.join(IMPORT_FORMATS)}.")
+    if fmt in ("recapture json", "nerf transforms.json", RECAMMASTER) and data is None:
+        data = _read_json(path, root)
+    if fmt in ("recapture json", "nerf transforms.json") and not isinstance(data, dict):
+        raise _fail(f"{path.name} does not hold a JSON object")
     if fmt == "recapture json":
-        data = _read_json(path)
-        if not isinstance(data, dict):
-            raise _fail(f"{path.name} does not hold a JSON object")
         return from_recapture_json(data, translation_scale)
     if fmt == "nerf transforms.json":
-        data = _read_json(path)
-        if not isinstance(data, dict):
-            raise _fail(f"{path.name} does not hold a JSON object")
         cameras = from_nerf(data)
     elif fmt == REALESTATE10K:
-        cameras = from_realestate10k(read_text(path, "file"))
+        cameras = from_realestate10k(read_text(path, "file", inside=root))
     elif fmt == RECAMMASTER:
-        data = _read_json(path)
         if not _is_recammaster(data):
             raise _fail(f"{path.name} is not ReCamMaster's camera_extrinsics.json (an object of frame0, frame1, ... entries)")
         cameras = from_recammaster(data, camera)
-    elif fmt == "colmap text":
-        folder = path if path.is_dir() else path.parent
-        missing = [name for name in ("cameras.txt", "images.txt") if not (folder / name).is_file()]
+    else:  # colmap text
+        cameras_path, images_path = _colmap_paths(path)
+        # lexists: a FIFO or a link leading out is not "missing", the reader says what it is.
+        missing = [part.name for part in (cameras_path, images_path) if not os.path.lexists(part)]
         if missing:
-            raise _fail(f"{folder} lacks {', '.join(missing)}", "A COLMAP text model is a folder with cameras.txt and images.txt.")
-        cameras = from_colmap(read_text(folder / "cameras.txt", "file"), read_text(folder / "images.txt", "file"))
-    else:
-        raise ReCaptureInputError("format", f"unknown format {fmt!r}", f"Choose 'auto' or one of: {', '.join(IMPORT_FORMATS)}.")
+            raise _fail(f"{shown_name(cameras_path.parent, root)} lacks {', '.join(missing)}",
+                        "A COLMAP text model is a folder with cameras.txt and images.txt.")
+        cameras = from_colmap(read_text(cameras_path, "file", inside=root), read_text(images_path, "file", inside=root))
     label = f"{fmt} {path.name}" + (f" cam{camera:02d}" if fmt == RECAMMASTER else "")
     return relative_trajectory(cameras, reference, translation_scale, subject_distance, label)
 
