@@ -14,14 +14,20 @@ import torch
 
 from ..errors import ReCaptureInputError
 
-#: Attention projections of the temporal transformer blocks (self- and cross-attention).
-TEMPORAL_TARGETS = r".*temporal_transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)"
+# Only projections that can receive a gradient. The temporal blocks' cross-attention (attn2) attends to
+# one token, the CLIP image embedding: its softmax is 1 whatever q and k are, so to_q/to_k of attn2 get
+# exactly zero gradient and their LoRA would never move; its to_v/to_out carry the image into every frame
+# and learn. LoRAs trained with the older targets (attn2's to_q/to_k too) still load: they name their own
+# targets (diffusers path) or carry keys ComfyUI's loader matches (ComfyUI format); those parts are zero.
+_TEMPORAL_PROJECTIONS = r"(attn1\.(to_q|to_k|to_v|to_out\.0)|attn2\.(to_v|to_out\.0))"
+#: Temporal transformer blocks: all of the self-attention over frames, the learnable part of the cross-attention.
+TEMPORAL_TARGETS = r".*temporal_transformer_blocks\.\d+\." + _TEMPORAL_PROJECTIONS
 #: Self-attention (attn1) projections of the spatial transformer blocks.
 SPATIAL_TARGETS = r".*\.transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)"
 KINDS = {"temporal": TEMPORAL_TARGETS, "spatial": SPATIAL_TARGETS}
 #: The same modules under ComfyUI's names for its SVD model (the original checkpoint's layout: temporal
 #: parts under ``time_stack``), which are also the keys of a ComfyUI-format LoRA.
-COMFY_KINDS = {"temporal": r".*\.time_stack\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)",
+COMFY_KINDS = {"temporal": r".*\.time_stack\.\d+\." + _TEMPORAL_PROJECTIONS,
                "spatial": r".*\.transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)"}
 
 

@@ -168,3 +168,6 @@ NODE_CLASS_MAPPINGS = {"VHS_BatchManager": VHSBatchManagerStandIn, "ReCaptureTes
                        "ReCaptureTestWanText": ReCaptureTestWanText,
                        "ReCaptureTestLoad3DCamera": ReCaptureTestLoad3DCamera,
                        "ReCaptureTestForeignValue": ReCaptureTestForeignValue}
+
+from .fullsize_nodes import NODE_CLASS_MAPPINGS as _FULLSIZE_NODES  # noqa: E402  (tests/fullsize/)
+NODE_CLASS_MAPPINGS.update(_FULLSIZE_NODES)
