@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 
 from ..recapture_core.cache import LRUCache
 from ..recapture_core.depth import IMAGE_READINGS, depth_from_image
@@ -11,9 +13,42 @@ from . import _comfy, _meta_batch
 from .depth import IMAGE_ALIGNMENT_INPUT
 
 log = logging.getLogger(__name__)
-#: node id -> what the last run of that PointCloudWarp node saw, for the editor's routes (nodes/_routes.py):
-#: references to its inputs (the DEPTH as given: a route turns it into depth when asked), four nodes at most.
-RECENT = LRUCache(size=4)
+
+
+def prompt_server():
+    """ComfyUI's PromptServer, or None when the pack runs without one (a script, an in-process test).
+
+    ComfyUI imports its ``server`` module before it loads custom nodes; importing it here when it is
+    not loaded would pull in much of ComfyUI for nothing."""
+    return getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
+
+
+def _running_prompt_id() -> str | None:
+    """The id of the prompt ComfyUI is running: its prompt worker (main.py) sets ``last_prompt_id`` before it runs one."""
+    return getattr(prompt_server(), "last_prompt_id", None)
+
+
+class RecentRuns:
+    """node id -> what the last run of that PointCloudWarp node saw, for the editor's routes (nodes/_routes.py):
+    references to its inputs (the DEPTH as given: a route turns it into depth when asked), plus the node's type and
+    the prompt it ran in, so that a route can tell when the id has since become another node. ``size`` nodes at most.
+
+    Written by ComfyUI's prompt worker thread, read by the routes on the server's threads: one lock."""
+
+    def __init__(self, size: int):
+        self._runs, self._lock = LRUCache(size=size), threading.Lock()
+
+    def remember(self, node_id: str, node_type: str, **seen) -> None:
+        entry = {**seen, "node_type": node_type, "prompt_id": _running_prompt_id()}
+        with self._lock:
+            self._runs.put(node_id, entry)
+
+    def recall(self, node_id: str) -> dict | None:
+        with self._lock:
+            return self._runs.get(node_id)
+
+
+RECENT = RecentRuns(size=4)
 
 
 class ReCapturePointCloudWarp:
@@ -75,8 +110,9 @@ class ReCapturePointCloudWarp:
                                    hole_dilation=hole_dilation, hole_fill=hole_fill, device=_comfy.device(),
                                    progress=_comfy.progress(frames.shape[0]), check_interrupt=_comfy.check_interrupt)
         if unique_id is not None:
-            RECENT.put(str(unique_id), {"frames": frames, "depth": depth, "trajectory": trajectory,
-                                        "match_subject_distance": match_subject_distance, "edge_threshold": edge_threshold})
+            RECENT.remember(str(unique_id), type(self).__name__,  # its name in NODE_CLASS_MAPPINGS below
+                            frames=frames, depth=depth, trajectory=trajectory,
+                            match_subject_distance=match_subject_distance, edge_threshold=edge_threshold)
         report = feasibility_report(result, warn_above)
         log.info("ReCapture PointCloudWarp: %s", report.replace("\n", " | "))
         return (result.anchor, result.valid_mask, result.hole_mask, report)

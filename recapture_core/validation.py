@@ -90,15 +90,27 @@ def check_mask(mask: torch.Tensor, name: str, frames: torch.Tensor | None = None
     return mask
 
 
+def shown(value, max_chars: int = 60) -> str:
+    """``value`` as a message quotes it: its repr, cut to ``max_chars``. A whole number too long to print (Python
+    refuses to print more than 4300 digits) is described by its size instead."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 3 * max_chars:
+        return f"a whole number of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= max_chars else f"{text[:max_chars - 3]}..."
+
+
 def check_number(value, name: str, low: float | None = None, high: float | None = None, integer: bool = False):
-    """A widget number: finite, of the right kind, within ``low..high`` (the widget's own limits)."""
+    """A widget number: finite, of the right kind, within ``low..high`` (the widget's own limits).
+
+    Whole numbers of any size are compared exactly (never converted to float, which overflows past 1e308)."""
     kind = "a whole number" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
-        raise ReCaptureInputError(name, f"expected {kind}, got {value!r}", "Type a number into the widget.")
-    if not math.isfinite(value):
-        raise ReCaptureInputError(name, f"must be finite, got {value!r}", "Type a finite number into the widget.")
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (integer and isinstance(value, float) and not value.is_integer())):
+        raise ReCaptureInputError(name, f"expected {kind}, got {shown(value)}", "Type a number into the widget.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ReCaptureInputError(name, f"must be finite, got {shown(value)}", "Type a finite number into the widget.")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ReCaptureInputError(name, f"{value!r} is outside {low!r}..{high!r}", f"Use a value from {low!r} to {high!r}.")
+        raise ReCaptureInputError(name, f"{shown(value)} is outside {low!r}..{high!r}", f"Use a value from {low!r} to {high!r}.")
     return value
 
 

@@ -29,3 +29,10 @@ def test_the_warp_bench_runs_side_by_side_with_both_references(tmp_path):
     assert len(result["cases"]) == 20  # five moves of the ground in float, 16 and 8 bits, and of the wall
     assert all(c["ratio_warp_over_reference"] > 0 and c["ratio_warp_over_banded_reference"] > 0 for c in result["cases"])
     assert set(result["goals"]) == {"ratio_at_most_2", "no_cracks_with_8bit_depth", "gpu_1G_points_per_second"}
+
+
+def test_the_route_latency_bench_times_object_info_idle_and_while_heavy_requests_run(tmp_path):
+    result = run_bench(tmp_path, "route_latency.py", "--frames", "8", "--heavy", "3", "--samples", "2")
+    assert [heavy["status"] for heavy in result["heavy"]] == [200, 200, 200]
+    assert result["object_info_idle"]["samples"] == 2 and result["object_info_during_heavy"]["samples"] >= 1
+    assert result["during_over_idle_median"] > 0 and isinstance(result["goal_met"], bool)

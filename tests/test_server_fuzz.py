@@ -1,4 +1,4 @@
-"""Fuzz every widget of every node of the pack through the real server.
+"""Fuzz every widget of every node of the pack, and the pack's HTTP routes, through the real server.
 
 Each node's inputs come from ``/object_info``; sockets are fed by small valid upstream nodes,
 widgets get random and adversarial values (NaN, limits and one past them, huge and empty text,
@@ -8,12 +8,19 @@ the input), or it runs. Anything else (a raw exception, a hang) is a failure, an
 answer other requests throughout. Fixed seed and a small budget in CI (``RECAPTURE_FUZZ_PROMPTS``
 per node, default 4); each prompt keeps every widget valid and cheap but one to three; widgets that set how much work there is (steps, frames) stay small so a
 prompt's time bounds its outcome.
+
+The routes of the camera editor get random JSON and random bytes (``RECAPTURE_FUZZ_ROUTE_REQUESTS`` per route,
+default 40, within ROUTE_BUDGET_S): every answer must be a 2xx, or a 4xx with a JSON ``error``, never a 5xx,
+and the server must answer other requests after each.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -35,12 +42,17 @@ STRINGS = ["", " ", ".", "..", "../escape", "a/./b", "sub/", "/etc/passwd", "C:\
 
 
 @pytest.fixture(scope="module")
-def fuzz_inputs(comfy_server):
+def fuzz_images(comfy_server):
+    """fuzz_frame.png and its depth map fuzz_depth.png in the server's input folder (the IMAGE and DEPTH providers)."""
     rng = np.random.default_rng(SEED)
     Image.fromarray((rng.random((SIDE, SIDE, 3)) * 255).astype(np.uint8)).save(comfy_server.base_dir / "input" / "fuzz_frame.png")
     depth = np.full((SIDE, SIDE), 200, np.uint8)
     depth[8:24, 8:24] = 60
     Image.fromarray(depth).convert("RGB").save(comfy_server.base_dir / "input" / "fuzz_depth.png")
+
+
+@pytest.fixture(scope="module")
+def fuzz_inputs(comfy_server, fuzz_images):
     # A spatial LoRA of the tiny SVD, for sockets of type RECAPTURE_LORA.
     graph = {**PROVIDERS["IMAGE"], **PROVIDERS["RECAPTURE_BACKBONE"],
              "lt": {"class_type": "ReCaptureSpatialLoRATrain",
@@ -189,3 +201,97 @@ def test_random_and_adversarial_widgets_on_every_node(comfy_server, fuzz_inputs)
     print(f"fuzz outcomes over {len(ours)} nodes: {seen}")
     assert not bad, "\n".join(map(str, bad))
     assert len(ours) >= 20 and seen.get("ran", 0) > 0 and seen.get("ReCaptureInputError", 0) > 0, seen
+
+
+ROUTE_REQUESTS = int(os.environ.get("RECAPTURE_FUZZ_ROUTE_REQUESTS", "40"))
+ROUTE_BUDGET_S = 180.0
+ROUTE_WARP = "route_warp"
+#: Route -> its fields and, per field, values a client might plausibly send (valid, or just outside, and cheap:
+#: a route's work grows with num_frames and size, whose edge cases are tested in test_server_routes_hostile.py).
+ROUTE_BASES = {"/recapture/camera_path": {"keyframes": "0:\n3: orbit_left=5", "num_frames": 4},
+               "/recapture/anchor_preview": {"node": ROUTE_WARP, "size": 32}, "/recapture/point_cloud": {"node": ROUTE_WARP}}
+ROUTE_FIELDS = {
+    "/recapture/camera_path": {
+        "keyframes": ["0:", "0:\n6: orbit_left=10, dolly_in=0.1", "0:\n3: spin=1", "2: zoom=0", "0:\n0: orbit_left=1"],
+        "interpolation": ["pose: slerp + spline", "pose: linear", "cubic"], "num_frames": [1, 2, 7, 16, 0, 4097, -1],
+        "hfov_deg": [60.0, 1.0, 179.0, 0.5, 180], "subject_distance": [1.0, 1e-3, 1e6, 0, -1.0],
+        "preset": ["orbit left", "dolly in", "static", "spin"], "amount": [20.0, 0, 360, 361, -1e-9],
+        "easing": ["linear", "ease-in-out", "bouncy"]},
+    "/recapture/anchor_preview": {
+        "node": [ROUTE_WARP, ROUTE_WARP, "nope", 0, ""], "frame": [0, 3, 4, -1], "size": [16, 48, 15, 5000],
+        "keyframes": ["0:\n3: orbit_left=20", "0:", "0:\n3: fly=1"], "interpolation": ["pose: slerp + spline", "nope"]},
+    "/recapture/point_cloud": {"node": [ROUTE_WARP, ROUTE_WARP, "nope", 7]},
+}
+
+
+def random_json(rng: random.Random, depth: int = 0):
+    """Any JSON value, now and then hostile: huge or non-finite numbers, long text, nesting."""
+    kind = rng.choice(["int", "float", "text", "bool", "null"] + (["list", "object"] if depth < 4 else []))
+    if kind == "int":
+        return rng.choice([0, 1, -1, 3, 64, 2**31, 2**63, -(10 ** rng.randint(10, 39)), 10 ** rng.randint(10, 39)])
+    if kind == "float":
+        return rng.choice([0.5, -1e-9, 1e308, -1e308, 1e-320, rng.uniform(-1e3, 1e3), float("nan"), float("inf")])
+    if kind == "text":
+        return rng.choice(STRINGS)
+    if kind == "bool":
+        return rng.choice([True, False])
+    if kind == "null":
+        return None
+    if kind == "list":
+        return [random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {rng.choice(["node", "frame", "x", ""]): random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+
+
+def random_body(rng: random.Random, base: dict, fields: dict) -> tuple[bytes, str]:
+    """A request body and its Content-Type: mostly a valid ``base`` with one to three of the route's fields changed,
+    now and then bytes that are no such object."""
+    if rng.random() < 0.15:
+        raw = rng.choice([b"", b"{", b'{"node": ', b"[1, 2", b"\xff\xfe{}", b"NaN", b"null", b'"text"', b"[]",
+                          b"[" * rng.randint(9, 30000), b'{"num_frames": ' + b"9" * rng.randint(41, 5000) + b"}",
+                          b'{"frame": 1e999999}', bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))])
+        return raw, rng.choice(["application/json", "text/plain;charset=UTF-8", "application/json; charset=latin-1"])
+    body = dict(base)
+    for name in rng.sample(sorted(fields), rng.randint(1, min(3, len(fields)))):
+        body[name] = rng.choice(fields[name]) if rng.random() < 0.6 else random_json(rng)
+    if rng.random() < 0.1:
+        body[rng.choice(["colour", "__proto__", "x" * 100])] = random_json(rng)
+    return json.dumps(body).encode(), "application/json"
+
+
+def post_raw(comfy_server, route: str, raw: bytes, content_type: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(comfy_server.url + route, data=raw, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=PROMPT_TIMEOUT_S) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_random_json_on_the_routes_gets_a_2xx_or_a_4xx_with_the_reason(comfy_server, fuzz_images):
+    graph = {**PROVIDERS["IMAGE"], **PROVIDERS["DEPTH"], **PROVIDERS["CAMERA_TRAJECTORY"],
+             ROUTE_WARP: {"class_type": "ReCapturePointCloudWarp",
+                          "inputs": {"frames": list(SOURCE["IMAGE"]), "trajectory": list(SOURCE["CAMERA_TRAJECTORY"]),
+                                     "depth": list(SOURCE["DEPTH"]), "match_subject_distance": True, "edge_threshold": 0.05,
+                                     "hole_dilation": 0, "hole_fill": "black", "warn_above": 0.35}},
+             **CONSUMERS["IMAGE"]([ROUTE_WARP, 0])}
+    comfy_server.run(graph)  # the anchor preview and the point cloud have a node to look at
+    rng = random.Random(SEED)
+    deadline = time.monotonic() + ROUTE_BUDGET_S
+    seen, bad = {}, []
+    for _ in range(ROUTE_REQUESTS):
+        for route, fields in ROUTE_FIELDS.items():
+            if time.monotonic() > deadline:
+                break
+            raw, content_type = random_body(rng, ROUTE_BASES[route], fields)
+            status, reply = post_raw(comfy_server, route, raw, content_type)
+            seen[status] = seen.get(status, 0) + 1
+            try:
+                body = json.loads(reply)
+            except ValueError:
+                body = None
+            if not (200 <= status < 300 or (400 <= status < 500 and isinstance(body, dict) and isinstance(body.get("error"), str))):
+                bad.append((route, raw[:120], content_type, status, reply[:300]))
+            comfy_server.get_json("/system_stats", timeout_s=10)  # and the server answers others
+    print(f"route fuzz statuses: {seen}")
+    assert not bad, "\n".join(map(str, bad))
+    assert seen.get(200, 0) > 0 and seen.get(400, 0) > 0, seen
