@@ -45,8 +45,9 @@ def frontend(server_url: str, timeout_s: float = 120.0):
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server_url)
                        else route.abort())
-            errors = []
+            errors, console = [], []
             page.on("pageerror", lambda err: errors.append(str(err)))
+            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
             page.goto(server_url, wait_until="domcontentloaded", timeout=timeout_s * 1000)
             # Ready once the frontend has opened its first workflow tab: a graph loaded before that is
             # replaced by the blank "Unsaved Workflow" the frontend sets up a moment after start.
@@ -55,6 +56,7 @@ def frontend(server_url: str, timeout_s: float = 120.0):
                                    "&& window.app.extensionManager?.workflow?.activeWorkflow",
                                    timeout=timeout_s * 1000)
             page.page_errors = errors
+            page.console_messages = console  # from the first page load on (extensions log while they load)
             yield page
         finally:
             browser.close()

@@ -1,6 +1,6 @@
 """Write workflows/*.json from scripts/workflow_defs.py, saved by ComfyUI's own frontend, with thumbnails.
 
-    .venv/bin/python scripts/build_workflows.py
+    .venv/bin/python scripts/build_workflows.py [NAME ...]   (only the named workflows, e.g. 8_recapture_wan)
 
 Starts ComfyUI with the pack, opens its frontend in headless Chromium, loads each API graph
 (``app.loadApiJson``, which lays the nodes out), adds the notes, and writes what
@@ -40,8 +40,8 @@ async ([api, notes, title]) => {
     for (const node of nodes) for (const w of node.widgets || []) if (w.name === "control_after_generate") w.value = "fixed";
     const left = Math.min(...nodes.map(n => n.pos[0]));
     const top = Math.min(...nodes.map(n => n.pos[1]));
-    // Notes in a row above the graph, each tall enough for its text, placed by their real widths
-    // (a long title widens a node beyond the size asked for).
+    // Notes in a row above the graph, each tall enough for its text, placed by their real widths: a title
+    // wider than the size asked for widens the node when the file is loaded (computeSize counts the title).
     let x = left;
     const sizes = notes.map(text => [480, 50 + 15 * (Math.ceil(text.length / 68) + text.split(String.fromCharCode(10)).length - 1)]);
     const tallest = Math.max(...sizes.map(size => size[1]));
@@ -50,7 +50,7 @@ async ([api, notes, title]) => {
         note.title = i === 0 ? title : "Note";
         note.widgets[0].value = text;
         app.graph.add(note);
-        note.size = [Math.max(sizes[i][0], note.size[0]), sizes[i][1]];
+        note.size = [Math.max(sizes[i][0], note.computeSize()[0]), sizes[i][1]];
         note.pos = [x, top - tallest - 60];
         x += note.size[0] + 30;
     });
@@ -106,14 +106,19 @@ def save_thumbnail(page, out) -> None:
     shot.resize((THUMBNAIL_WIDTH, height), Image.LANCZOS).save(out, "JPEG", quality=85)
 
 
-def main() -> int:
+def main(names: list[str]) -> int:
+    workflows = [w for w in all_workflows() if not names or w.name in names]
+    unknown = set(names) - {w.name for w in workflows}
+    if unknown:
+        print("no such workflow:", *sorted(unknown), file=sys.stderr)
+        return 2
     paths = host_paths()
     with tempfile.TemporaryDirectory() as tmp:
         base = make_base_directory(Path(tmp))
         copy_assets(base)
         with ComfyServer(comfy_dir=Path(paths["COMFYUI_DIR"]), base_dir=base, python=paths["RECAPTURE_PYTHON"]) as server:
             with frontend(server.url) as page:
-                for workflow in all_workflows():
+                for workflow in workflows:
                     saved = json.loads(page.evaluate(LOAD_AND_SAVE, [numbered(workflow.graph), workflow.notes, workflow.title]))
                     saved.setdefault("extra", {})["recapture"] = {"needs_models": workflow.needs_models}
                     out = REPO / "workflows" / f"{workflow.name}.json"
@@ -126,4 +131,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

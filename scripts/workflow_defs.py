@@ -283,7 +283,7 @@ def full_wan() -> Workflow:
                         "inputs": {"width": ["size", 0], "height": ["size", 1], "length": ["size", 2], "batch_size": 1}},
              **_sample_and_sdedit(["temporal", 0], ["spatial", 0], ["prompt", 0], ["negative", 0], ["latent", 0],
                                   ["wan_vae", 0], (5.0, 5.0), ksampler, "recapture/wan/reshot")}
-    return Workflow("8_recapture_wan", "ReCapture 8: full method on Wan 2.1 T2V 1.3B (ComfyUI's own Wan loaders and KSampler)",
+    return Workflow("8_recapture_wan", "ReCapture 8: full method on Wan 2.1 T2V 1.3B (core Wan nodes)",
                     graph, [
                         "ReCapture on Wan: both LoRAs train on the MODEL from Load Diffusion Model (Wan has no separate temporal "
                         "layers: the spatial LoRA learns from single-frame clips, the temporal LoRA from the anchor clip on top "

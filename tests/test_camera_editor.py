@@ -1,6 +1,8 @@
 """The camera path editor (web/recapture_camera_editor.js) in the real frontend, and its server routes.
 
 Debian's Chromium through Playwright, every request but the local server's blocked (scripts/browser.py).
+Every editor test runs in both of the frontend's renderers: the classic canvas and Nodes 2.0
+(``Comfy.VueNodes.Enabled``), where the editor is laid out inside the node's own HTML element.
 With RECAPTURE_WRITE_SCREENSHOTS=1 the run also writes docs/camera_editor.png, the README's picture.
 """
 from __future__ import annotations
@@ -60,18 +62,26 @@ def test_bad_path_requests_get_a_400_with_the_reason(comfy_server, body, message
     assert status == 400 and message in reply["error"], reply
 
 
-OPEN_EDITOR = """async (graph) => {
-    await app.loadApiJson(graph, "camera editor");
-    const node = app.graph._nodes.find(n => n.comfyClass === "ReCaptureCameraKeyframes");
-    node.pos = [80, 80];
-    app.canvas.ds.offset = [0, 0];
-    app.canvas.ds.scale = 1;
-    app.canvas.setDirty(true, true);
+OPEN_EDITOR = """async ([graph, nodeType, title]) => {
+    await app.loadApiJson(graph, title);
+    const node = app.graph._nodes.find(n => n.comfyClass === nodeType);
     for (let waited = 0; !(node.recaptureEditor && node.recaptureEditor.path) && waited < 20000; waited += 100)
         await new Promise(r => setTimeout(r, 100));
+    // The node clear of the others (Nodes 2.0 leaves an API graph's nodes piled up where they were created), at 100%
+    // with its top left at (200, 150) on screen, clear of the side bar and the menus. Under Nodes 2.0 the layout
+    // store places nodes: node.pos alone would be put back.
+    const right = Math.max(...app.graph._nodes.filter(n => n !== node).map(n => n.pos[0] + n.size[0]));
+    const newPos = {x: right + 200, y: 100};
+    if (app.extensionManager.setting.get("Comfy.VueNodes.Enabled")) app.canvas.repositionNodesVueMode([{node, newPos}]);
+    else node.pos = [newPos.x, newPos.y];
+    app.canvas.ds.scale = 1;
+    app.canvas.ds.offset = [200 - newPos.x, 150 - newPos.y];
+    app.canvas.setDirty(true, true);
+    await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
     return node.id;
 }"""
 EDITOR = "app.graph.getNodeById({id}).recaptureEditor"
+RENDERER = "Comfy.VueNodes.Enabled"  # the frontend's setting for Nodes 2.0
 
 
 def type_keyframes(page, node_id, text: str) -> None:
@@ -88,22 +98,41 @@ def wait_for(page, condition: str, timeout_s: float = 20.0):
     page.wait_for_function(condition, timeout=timeout_s * 1000)
 
 
+def editor_graph(frame: str, depth: str, first: int = 0) -> dict:
+    """Camera Keyframes ``first + 10`` feeding PointCloudWarp ``first + 11``, on 13 frames of a still image and its
+    depth. A second graph open in the same page takes other ids: Nodes 2.0 keeps the element of a DOM widget it has
+    shown for a node id when another tab's node of that id replaces it (frontend 1.32.9)."""
+    frames, depths, camera, warp, preview = (str(first + i) for i in (1, 2, 10, 11, 12))
+    return {**video(frames, frame, 13), **video(depths, depth, 13),
+            camera: {"class_type": "ReCaptureCameraKeyframes", "inputs": dict(NODE_INPUTS)},
+            warp: {"class_type": "ReCapturePointCloudWarp",
+                   "inputs": {"frames": [frames, 0], "trajectory": [camera, 0], "depth_image": [depths, 0],
+                              "reading": "depth, bright = far", **WARP_WIDGETS}},
+            preview: {"class_type": "PreviewAny", "inputs": {"source": [warp, 3]}}}
+
+
 @pytest.fixture(scope="module")
-def editor_page(comfy_server, input_images):  # noqa: F811
-    """The frontend with a graph whose Camera Keyframes node feeds a PointCloudWarp that has run once."""
+def warp_has_run(comfy_server, input_images):  # noqa: F811
+    """The editor's graph, run once: PointCloudWarp "11" has run, so the editor can preview its anchor."""
+    graph = editor_graph(*input_images)
+    comfy_server.run(graph)
+    return graph
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["classic", "nodes2"])
+def editor_page(request, comfy_server, warp_has_run):
+    """The frontend, in the classic renderer or in Nodes 2.0, with the editor's graph open (its warp has run)."""
     from browser import frontend
 
-    frame, depth = input_images
-    graph = {**video("1", frame, 13), **video("2", depth, 13),
-             "10": {"class_type": "ReCaptureCameraKeyframes", "inputs": dict(NODE_INPUTS)},
-             "11": {"class_type": "ReCapturePointCloudWarp",
-                    "inputs": {"frames": ["1", 0], "trajectory": ["10", 0], "depth_image": ["2", 0],
-                               "reading": "depth, bright = far", **WARP_WIDGETS}},
-             "12": {"class_type": "PreviewAny", "inputs": {"source": ["11", 3]}}}
-    comfy_server.run(graph)  # PointCloudWarp "11" has run: the editor can preview its anchor
-    with frontend(comfy_server.url) as page:
-        node_id = page.evaluate(OPEN_EDITOR, graph)
-        yield page, node_id
+    comfy_server.post_json(f"/settings/{RENDERER}", request.param)  # read by the frontend as it starts
+    try:
+        with frontend(comfy_server.url) as page:
+            assert page.evaluate(f"() => app.extensionManager.setting.get('{RENDERER}')") is request.param
+            page.nodes2 = request.param
+            node_id = page.evaluate(OPEN_EDITOR, [warp_has_run, "ReCaptureCameraKeyframes", "camera editor"])
+            yield page, node_id
+    finally:
+        comfy_server.post_json(f"/settings/{RENDERER}", False)  # the other browser tests expect the classic one
 
 
 def test_the_editor_draws_the_path_on_the_keyframes_node(editor_page):
@@ -120,6 +149,71 @@ def test_the_editor_draws_the_path_on_the_keyframes_node(editor_page):
         return seen.size; }}""")
     assert colours > 10
     assert page.page_errors == []
+
+
+def test_three_js_is_registered_once(editor_page):
+    """The frontend bundles its own three.js; the pack's copy must not register a second one (three.js then
+    warns "Multiple instances of Three.js being imported" on every page load)."""
+    page, node_id = editor_page
+    assert page.evaluate(f"() => {EDITOR.format(id=node_id)}.renderer.getContext() !== null")  # the pack's copy runs
+    assert page.evaluate("() => typeof window.__THREE__") == "string"  # the frontend's copy registered itself
+    assert [m for m in page.console_messages if "Three.js" in m] == []
+
+
+GEOMETRY = """(id) => {
+    const node = app.graph.getNodeById(id), editor = node.recaptureEditor;
+    const widget = node.widgets.find(w => w.name === "camera_editor");
+    const ds = app.canvas.ds, canvas = app.canvas.canvas.getBoundingClientRect();
+    // The node's body on screen, from its position and size in the graph (either renderer draws it there).
+    const left = canvas.left + (node.pos[0] + ds.offset[0]) * ds.scale, top = canvas.top + (node.pos[1] + ds.offset[1]) * ds.scale;
+    const box = editor.container.getBoundingClientRect(), status = editor.status;
+    return {node: [left, top, left + node.size[0] * ds.scale, top + node.size[1] * ds.scale],
+            editor: [box.left, box.top, box.right, box.bottom], scale: ds.scale,
+            minHeight: widget.computeLayoutSize(node).minHeight, computedHeight: widget.computedHeight, margin: widget.margin,
+            status: {height: status.getBoundingClientRect().height, lineHeight: parseFloat(getComputedStyle(status).fontSize) * 1.5,
+                     scrollWidth: status.scrollWidth, clientWidth: status.clientWidth}};
+}"""
+
+
+def test_the_editor_stays_inside_its_node(editor_page):
+    page, node_id = editor_page
+    g = page.evaluate(GEOMETRY, node_id)
+    assert g["scale"] == 1
+    (node_left, node_top, node_right, node_bottom), (left, top, right, bottom) = g["node"], g["editor"]
+    assert node_left <= left and right <= node_right + 0.5, g  # its width follows the node's: nothing sticks out
+    assert node_top <= top and bottom <= node_bottom + 0.5, g
+    status = g["status"]
+    assert status["scrollWidth"] <= status["clientWidth"] and status["height"] > status["lineHeight"], status  # it wraps
+
+
+def test_the_editors_height_is_the_widgets(editor_page):
+    """The widget's height (computeLayoutSize, from getMinHeight), less the margins the classic renderer leaves
+    around a DOM widget; the classic renderer may hand the widget more (computedHeight), Nodes 2.0 lays the node's
+    HTML out around the editor at that minimum."""
+    page, node_id = editor_page
+    g = page.evaluate(GEOMETRY, node_id)
+    given = g["minHeight"] if page.nodes2 else g["computedHeight"]
+    top, bottom = g["editor"][1], g["editor"][3]
+    assert given >= g["minHeight"] and abs((bottom - top) - (given - 2 * g["margin"])) <= 0.5, g
+
+
+def test_a_drag_on_the_empty_view_turns_the_view_and_leaves_the_node_in_place(editor_page):
+    page, node_id = editor_page
+    editor = EDITOR.format(id=node_id)
+    x, y = page.evaluate(f"() => {{ const r = {editor}.canvas.getBoundingClientRect(); return [r.left + 8, r.top + 8]; }}")
+    assert page.evaluate(f"([x, y]) => {editor}.pick({{clientX: x, clientY: y}}) === null", [x, y])  # no ball there
+    node = f"app.graph.getNodeById({node_id})"
+    state = f"() => [[...{node}.pos], {editor}.camera.position.toArray(), {node}.widgets.find(w => w.name === 'keyframes').value]"
+    view = page.evaluate(f"() => [{editor}.camera.position.toArray(), {editor}.controls.target.toArray()]")
+    before = page.evaluate(state)
+    drag(page, x, y, 60, 40)
+    after = page.evaluate(state)
+    assert after[0] == before[0]  # the node did not move
+    assert after[1] != before[1]  # the view turned
+    assert after[2] == before[2]  # and no keyframe changed
+    # The view as it was, for the tests that drag the keyframe cameras.
+    page.evaluate(f"""([position, target]) => {{ const e = {editor};
+        e.camera.position.fromArray(position); e.controls.target.fromArray(target); e.controls.update(); }}""", view)
 
 
 def test_dragging_a_keyframe_camera_orbits_it_in_the_text(editor_page):
@@ -192,7 +286,7 @@ def test_the_editor_previews_the_anchor_of_the_warp_node_it_feeds(editor_page):
     preview = page.evaluate(f"() => [{editor}.previewed.hole_ratio, {editor}.preview.src.slice(0, 22)]")
     assert preview[1] == "data:image/png;base64,"
     assert 0.0 < preview[0] < 1.0
-    if os.environ.get("RECAPTURE_WRITE_SCREENSHOTS") == "1":
+    if os.environ.get("RECAPTURE_WRITE_SCREENSHOTS") == "1" and not page.nodes2:
         time.sleep(0.5)
         box = page.evaluate(f"""() => {{ const r = {editor}.container.getBoundingClientRect();
             return {{x: Math.max(0, r.left - 20), y: Math.max(0, r.top - 260), width: r.width + 40, height: r.height + 280}}; }}""")
@@ -212,7 +306,7 @@ def test_a_saved_workflow_keeps_only_the_keyframe_text(editor_page, comfy_server
     assert page.page_errors == []
 
 
-def test_the_point_cloud_route_lifts_the_first_frame_in_the_paths_units(editor_page, comfy_server, input_images):  # noqa: F811
+def test_the_point_cloud_route_lifts_the_first_frame_in_the_paths_units(warp_has_run, comfy_server, input_images):  # noqa: F811
     import numpy as np
     from PIL import Image
 
@@ -254,6 +348,25 @@ def test_keyframes_are_added_and_removed_at_the_current_frame(editor_page):
     wait_for(page, f"() => {editor}.path.keyframe_frames.join() === '0,3,12'")
 
 
+PREVIEW = """() => {{ const p = {editor}.preview;
+    return {{src: p.src.slice(0, 18), complete: p.complete, width: p.naturalWidth, alt: p.alt, previewed: {editor}.previewed}}; }}"""
+
+
+def test_before_its_warp_has_run_the_preview_is_a_drawn_placeholder(editor_page, comfy_server, input_images):  # noqa: F811
+    page, _ = editor_page
+    graph = editor_graph(*input_images, first=30)  # its PointCloudWarp, "41", has never run
+    node_id = page.evaluate(OPEN_EDITOR, [graph, "ReCaptureCameraKeyframes", "warp not run"])
+    editor = EDITOR.format(id=node_id)
+    status, reply = post(comfy_server, "/recapture/anchor_preview",
+                         {"node": "41", "frame": 0, "size": 192, "keyframes": KEYFRAMES, "interpolation": NODE_INPUTS["interpolation"]})
+    assert 400 <= status < 500 and reply["error"]
+    # The server's reason, in words, once the browser has decoded the picture that says it.
+    wait_for(page, f"() => {editor}.preview.alt === {json.dumps(reply['error'])} && {editor}.preview.complete")
+    # A picture the browser has drawn (a broken image is complete with no size), not the broken-image icon.
+    assert page.evaluate(PREVIEW.format(editor=editor)) == {"src": "data:image/svg+xml", "complete": True, "width": 160,
+                                                            "alt": reply["error"], "previewed": None}
+
+
 def test_the_preset_node_shows_its_path_read_only(editor_page):
     page, _ = editor_page
     graph = {"20": {"class_type": "ReCaptureCameraTrajectory",
@@ -269,6 +382,11 @@ def test_the_preset_node_shows_its_path_read_only(editor_page):
     assert status == 200
     expected = json.dumps(reply["poses"][6][3::4][:3], separators=(",", ":"))
     assert page.evaluate(f"() => JSON.stringify({editor}.cameraPosition(6))") == expected
+    # No PointCloudWarp to preview: a drawn panel that says so, not a broken image.
+    wait_for(page, f"() => {editor}.preview.complete")
+    preview = page.evaluate(PREVIEW.format(editor=editor))
+    assert {**preview, "alt": None} == {"src": "data:image/svg+xml", "complete": True, "width": 160, "alt": None, "previewed": None}
+    assert "PointCloudWarp" in preview["alt"]
 
 
 def test_the_view_appears_on_the_preset_node_of_a_shipped_workflow(editor_page):

@@ -158,10 +158,29 @@ async (workflow) => {
     // user sees on every load), not as page errors.
     const toasts = Array.from(document.querySelectorAll(".p-toast-message")).map(e => e.innerText);
     const missing = workflow.nodes.map(n => n.type).filter(t => !(t in LiteGraph.registered_node_types));
+    // Each node as the canvas draws it (the frontend widens a node whose title does not fit the saved size):
+    // its bounding rectangle, title bar included, as measured for the frame just drawn.
+    app.canvas.draw(true, true);
+    const drawn = app.graph._nodes.map(n => [n.id, n.getTitle(), ...n.boundingRect]);
     const prompt = await app.graphToPrompt();
-    return {missing, toasts, loaded: app.graph._nodes.length, output: prompt.output};
+    return {missing, toasts, loaded: app.graph._nodes.length, drawn, output: prompt.output};
 }
 """
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_no_two_nodes_overlap_as_drawn(path, frontend_results):
+    """On the canvas, as the frontend draws the file (titles included), not by the sizes saved in it."""
+    results, _ = frontend_results
+    drawn = results[path.stem]["drawn"]
+    assert len(drawn) == len(json.loads(path.read_text())["nodes"])
+    overlaps = []
+    for i, (id_a, title_a, xa, ya, wa, ha) in enumerate(drawn):
+        for id_b, title_b, xb, yb, wb, hb in drawn[i + 1:]:
+            width, height = min(xa + wa, xb + wb) - max(xa, xb), min(ya + ha, yb + hb) - max(ya, yb)
+            if width > 0 and height > 0:
+                overlaps.append(f"{title_a!r} ({id_a}) and {title_b!r} ({id_b}): {width:.0f} x {height:.0f} px")
+    assert not overlaps, "\n".join(overlaps)
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

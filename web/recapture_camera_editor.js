@@ -7,6 +7,12 @@
 // the same code as the node, so what is drawn is the path the graph will use.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+// Our own copy of three.js, not the frontend's: the frontend bundles three.js for Load3D, but only the classes
+// Load3D uses (no BufferGeometry, LineSegments, Points or Raycaster), under export names minified anew in each
+// release, and it exposes neither that module nor a THREE object to extensions. So the pack keeps its vendored
+// copy, with the one line that registers it as window.__THREE__ removed (scripts/vendor_three.sh does that): the
+// frontend's copy, always evaluated before any extension, registers alone, and three.js no longer warns of
+// "Multiple instances". The two copies never meet: every object this editor makes comes from its own copy.
 import * as THREE from "./vendor/three/three.module.min.js";
 import { OrbitControls } from "./vendor/three/OrbitControls.js";
 
@@ -20,7 +26,13 @@ const DRAGS = {
   move: ["truck_right", DISTANCE_PER_PIXEL, "pedestal_up", DISTANCE_PER_PIXEL], // shift
   turn: ["pan_right", DEGREES_PER_PIXEL, "tilt_up", DEGREES_PER_PIXEL], // alt
 };
-const HEIGHT = 300;
+const HEIGHT = 300; // the widget's minimum height (getMinHeight), margins included
+// Events the editor keeps to itself: under Nodes 2.0 the editor sits inside the node's element, where a pointerdown
+// that reaches the node starts dragging the node (and a wheel zooms the graph, a right click opens the node's menu).
+const OWN_EVENTS = ["pointerdown", "pointermove", "pointerup", "pointercancel", "mousedown", "mousemove", "mouseup",
+  "click", "dblclick", "contextmenu", "wheel"];
+const NO_PREVIEW_YET = "Anchor preview: run the graph once to see the anchor of this frame here.";
+const NOT_CONNECTED = "Anchor preview: connect this node's trajectory to a PointCloudWarp and run the graph.";
 const COLOURS = { source: 0x4caf50, path: 0x5c7cfa, key: 0xffa94d, current: 0xffffff, pivot: 0xff6b6b };
 
 // --- keyframe text: the same grammar as recapture_core/camera/keyframes.py ------------------------------
@@ -93,6 +105,23 @@ export function keyframeParam(text, frame, name) {
 }
 
 // --- the view -------------------------------------------------------------------------------------------
+function placeholder(message) {
+  // A drawn panel (an inline SVG) that says why there is no anchor to show, in place of a broken-image icon.
+  const escape = (text) => text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+  const lines = [];
+  for (const word of message.split(/\s+/)) {
+    const last = lines.length - 1;
+    if (last >= 0 && (lines[last] + " " + word).length <= 24) lines[last] += " " + word;
+    else lines.push(word);
+  }
+  const top = 120 - lines.length * 8;
+  const text = lines.map((line, i) => `<tspan x="80" y="${top + i * 16}">${escape(line)}</tspan>`).join("");
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="160" height="240" viewBox="0 0 160 240">` +
+    `<rect x="1" y="1" width="158" height="238" rx="6" fill="#181818" stroke="#555" stroke-dasharray="6 4"/>` +
+    `<text font-family="sans-serif" font-size="12" fill="#aaa" text-anchor="middle">${text}</text></svg>`;
+  return `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`;
+}
+
 function frustum(pose, hfovDeg, zoom, size, colour) {
   // Line segments of a camera pyramid; `pose` is the row-major 4x4 target_to_source (OpenCV axes).
   const half = Math.tan((hfovDeg * Math.PI) / 360) / zoom;
@@ -117,15 +146,23 @@ class Editor {
     this.frame = 0;
     this.generation = 0;
     this.container = document.createElement("div");
-    this.container.style.cssText = "display:flex;flex-direction:column;gap:4px;width:100%;height:100%";
+    // The editor's size comes from outside, never from what it holds: under Nodes 2.0 the node lays its widgets
+    // out as HTML, where the canvas's drawing buffer (set from the canvas's size), the preview's picture or an
+    // unwrapped line would widen the node. So: no intrinsic width (contain: inline-size), the view's row takes
+    // the height left over (contain: size), the status line wraps. The minimum height is the widget's own
+    // (set in nodeCreated); widget-expands lets the editor grow with the node, as the frontend's Load3D does.
+    this.container.className = "widget-expands";
+    this.container.style.cssText = "display:flex;flex-direction:column;gap:4px;width:100%;height:100%;min-width:0;" +
+      "box-sizing:border-box;contain:inline-size";
+    for (const type of OWN_EVENTS) this.container.addEventListener(type, (event) => event.stopPropagation());
     const row = document.createElement("div");
-    row.style.cssText = "display:flex;gap:4px;flex:1;min-height:0";
+    row.style.cssText = "display:flex;gap:4px;flex:1;min-height:0;contain:size";
     this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
     this.renderer.setPixelRatio(1);
     this.canvas = this.renderer.domElement;
     this.canvas.style.cssText = "flex:2;min-width:0;height:100%;border-radius:4px;touch-action:none";
     this.preview = document.createElement("img");
-    this.preview.alt = "anchor preview: run the graph once";
+    this.showPlaceholder(NO_PREVIEW_YET);
     this.preview.style.cssText = "flex:1;min-width:0;object-fit:contain;background:#111;border-radius:4px";
     row.append(this.canvas, this.preview);
     const controls = document.createElement("div");
@@ -150,7 +187,7 @@ class Editor {
     this.removeKey.addEventListener("click", () => this.setKeyframes(removeKeyframe(this.inputs().keyframes, this.frame)));
     controls.append(this.play, this.slider, ...(this.readOnly ? [] : [this.addKey, this.removeKey]));
     this.status = document.createElement("div");
-    this.status.style.cssText = "font-size:11px;opacity:0.8;white-space:nowrap;overflow:hidden";
+    this.status.style.cssText = "font-size:11px;opacity:0.8;white-space:normal;overflow-wrap:anywhere";
     this.container.append(row, controls, this.status);
 
     this.scene = new THREE.Scene();
@@ -172,6 +209,9 @@ class Editor {
     this.picks = [];
     this.slider.addEventListener("input", () => this.setFrame(Number(this.slider.value)));
     this.canvas.addEventListener("pointerdown", (e) => this.pointerDown(e));
+    // The drawing buffer follows the canvas's size (a resized node, the layout settling after the first draw).
+    this.resized = new ResizeObserver(() => this.draw());
+    this.resized.observe(this.canvas);
     this.lastInputs = "";
     this.timer = setInterval(() => this.poll(), 400);
   }
@@ -310,21 +350,29 @@ class Editor {
     return null;
   }
 
+  showPlaceholder(message) {
+    this.preview.src = placeholder(message);
+    this.preview.alt = message;
+    this.preview.title = "";
+    this.previewed = null;
+  }
+
   async updatePreview() {
     const warp = this.warpNode();
+    if (!warp) this.showPlaceholder(NOT_CONNECTED);
     if (!warp || !this.path) return;
     const request = { node: String(warp.id), frame: this.frame, size: 192 };
     if (!this.readOnly) Object.assign(request, { keyframes: this.inputs().keyframes, interpolation: this.inputs().interpolation });
+    const asked = this.previewAsked = (this.previewAsked ?? 0) + 1;
     const reply = await api.fetchApi("/recapture/anchor_preview", { method: "POST", body: JSON.stringify(request) });
     const body = await reply.json();
+    if (asked !== this.previewAsked) return; // the server computes previews side by side: only the newest one shows
     if (reply.ok) {
       this.preview.src = `data:image/png;base64,${body.image}`;
       this.preview.title = `frame ${body.frame}: ${(100 * body.hole_ratio).toFixed(1)}% holes`;
       this.previewed = body;
     } else {
-      this.preview.removeAttribute("src");
-      this.preview.alt = body.error;
-      this.previewed = null;
+      this.showPlaceholder(body.error ?? NO_PREVIEW_YET);
     }
   }
 
@@ -356,12 +404,16 @@ class Editor {
     };
     const up = (e) => {
       move(e);
-      window.removeEventListener("pointermove", move);
-      window.removeEventListener("pointerup", up);
+      this.canvas.removeEventListener("pointermove", move);
+      this.canvas.removeEventListener("pointerup", up);
+      this.canvas.removeEventListener("pointercancel", up);
       this.controls.enabled = true;
     };
-    window.addEventListener("pointermove", move);
-    window.addEventListener("pointerup", up);
+    // Captured on the canvas: the editor keeps its pointer events from reaching the page (see OWN_EVENTS).
+    this.canvas.setPointerCapture(event.pointerId);
+    this.canvas.addEventListener("pointermove", move);
+    this.canvas.addEventListener("pointerup", up);
+    this.canvas.addEventListener("pointercancel", up);
   }
 
   setKeyframes(text) {
@@ -391,6 +443,7 @@ class Editor {
     clearInterval(this.timer);
     if (this.playing) clearInterval(this.playing);
     api.removeEventListener("executed", this.onExecuted);
+    this.resized.disconnect();
     this.controls.dispose();
     this.renderer.dispose();
   }
@@ -401,9 +454,12 @@ app.registerExtension({
   async nodeCreated(node) {
     if (node.comfyClass !== NODE && node.comfyClass !== PRESET_NODE) return;
     const editor = new Editor(node);
-    const widget = node.addDOMWidget("camera_editor", "recapture_camera_editor", editor.container, { hideOnZoom: false });
+    const widget = node.addDOMWidget("camera_editor", "recapture_camera_editor", editor.container,
+      { hideOnZoom: false, getMinHeight: () => HEIGHT });
     widget.serialize = false; // the keyframe text is the state: saved workflows do not depend on this extension
-    widget.computeLayoutSize = () => ({ minHeight: HEIGHT, minWidth: 420 });
+    // The classic renderer sizes the widget from computeLayoutSize; Nodes 2.0 lays the element out as HTML and
+    // reads neither, so the element itself asks for the same height (less the margins the classic one leaves).
+    editor.container.style.minHeight = `${widget.computeLayoutSize(node).minHeight - 2 * widget.margin}px`;
     node.recaptureEditor = editor;
     const removed = node.onRemoved;
     node.onRemoved = function () {
