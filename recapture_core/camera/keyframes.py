@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ReCaptureInputError
 from .conventions import normalized_intrinsics_from_hfov
-from .poses import MoveParams, pose_from_params
+from .poses import MoveParams, poses_from_params
 from .trajectory import CameraTrajectory, interpolate_hermite, interpolate_linear, interpolate_poses
 
 INTERPOLATIONS = {
@@ -110,10 +110,10 @@ def keyframe_trajectory(keyframes: list[tuple[int, MoveParams]], num_frames: int
         per_frame = interpolate_hermite(knots, params, positions)
         per_frame[:, zoom_column] = per_frame[:, zoom_column].exp()
         moves = [MoveParams(**dict(zip(names, map(float, row)))) for row in per_frame]
-        poses = torch.stack([pose_from_params(m, subject_distance) for m in moves])
+        poses = poses_from_params(moves, subject_distance)
         zoom = per_frame[:, zoom_column]
     else:
-        key_poses = torch.stack([pose_from_params(p, subject_distance) for _, p in keyframes])
+        key_poses = poses_from_params([p for _, p in keyframes], subject_distance)
         poses = interpolate_poses(knots, key_poses, positions, smooth=interpolation == "pose: slerp + spline")
         zoom = interpolate_linear(knots, params[:, zoom_column:zoom_column + 1], positions)[:, 0].exp()
     # exp(log(z)) is not always z bit for bit: put the keyframes' own zoom back.

@@ -6,6 +6,7 @@ moves the presets and keyframes speak in.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -67,25 +68,34 @@ class MoveParams:
         return asdict(self)
 
 
-def pose_from_params(params: MoveParams, subject_distance: float = 1.0) -> torch.Tensor:
-    """The target-to-source pose ``[4, 4]`` (float64) of a :class:`MoveParams`.
+def poses_from_params(params: Sequence[MoveParams], subject_distance: float = 1.0) -> torch.Tensor:
+    """The target-to-source poses ``[F, 4, 4]`` (float64) of ``F`` :class:`MoveParams`, computed as one batch.
 
     Composition, each step in the camera frame left by the previous one:
     ``T = orbit(pivot) @ translate(truck, pedestal, dolly) @ rotate(pan, tilt, roll)``.
     The pivot sits on the optical axis at ``subject_distance``; an orbit alone keeps it on the
-    optical axis, so it projects to the image centre.
+    optical axis, so it projects to the image centre. Batched because a path has one pose per frame:
+    a loop of small kornia calls per frame took 6 ms a frame (25 s for a 4096-frame path).
     """
     d = float(subject_distance)
+    value = {name: torch.tensor([getattr(p, name) for p in params], dtype=torch.float64) for name in MoveParams.names()}
+    count = len(params)
     pivot = torch.tensor([0.0, 0.0, d], dtype=torch.float64)
-    eye = torch.eye(3, dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64).expand(count, 3, 3)
+    no_shift = torch.zeros(count, 3, dtype=torch.float64)
     # Orbit left = positive yaw about +y (y points down); orbit up = negative pitch about +x.
-    R_orbit = rotation("y", params.orbit_left) @ rotation("x", -params.orbit_up)
-    T_orbit = make_pose(eye, pivot) @ make_pose(R_orbit, torch.zeros(3, dtype=torch.float64)) @ make_pose(eye, -pivot)
-    shift = torch.tensor([params.truck_right, -params.pedestal_up, params.dolly_in], dtype=torch.float64) * d
+    R_orbit = rotation("y", value["orbit_left"]) @ rotation("x", -value["orbit_up"])
+    T_orbit = make_pose(eye, pivot.expand(count, 3)) @ make_pose(R_orbit, no_shift) @ make_pose(eye, -pivot.expand(count, 3))
+    shift = torch.stack([value["truck_right"], -value["pedestal_up"], value["dolly_in"]], dim=-1) * d
     T_translate = make_pose(eye, shift)
-    R_turn = rotation("y", params.pan_right) @ rotation("x", params.tilt_up) @ rotation("z", params.roll_cw)
-    T_turn = make_pose(R_turn, torch.zeros(3, dtype=torch.float64))
+    R_turn = rotation("y", value["pan_right"]) @ rotation("x", value["tilt_up"]) @ rotation("z", value["roll_cw"])
+    T_turn = make_pose(R_turn, no_shift)
     return T_orbit @ T_translate @ T_turn
+
+
+def pose_from_params(params: MoveParams, subject_distance: float = 1.0) -> torch.Tensor:
+    """The target-to-source pose ``[4, 4]`` (float64) of one :class:`MoveParams` (see :func:`poses_from_params`)."""
+    return poses_from_params([params], subject_distance)[0]
 
 
 EASINGS = {

@@ -5,7 +5,7 @@ import torch
 
 from ..errors import ReCaptureInputError
 from .conventions import normalized_intrinsics_from_hfov
-from .poses import MoveParams, arc_angle_deg, eased_progress, pose_from_params
+from .poses import MoveParams, arc_angle_deg, eased_progress, poses_from_params
 from .trajectory import CameraTrajectory
 
 #: preset -> (MoveParams field, sign). Units: degrees for turns, subject distances for moves.
@@ -73,7 +73,7 @@ def preset_trajectory(preset: str, amount: float, num_frames: int, easing: str =
     check_preset_amount(preset, amount)
     progress = eased_progress(num_frames, easing)
     params = [preset_params(preset, amount, float(p)) for p in progress]
-    poses = torch.stack([pose_from_params(p, subject_distance) for p in params])
+    poses = poses_from_params(params, subject_distance)
     zoom = torch.tensor([p.zoom for p in params], dtype=torch.float64)
     unit = UNITS[preset.split()[0]]
     label = "static camera" if preset == "static" else f"{preset} {amount:g} ({unit.split(' (')[0]}), {easing}"
