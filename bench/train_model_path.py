@@ -35,6 +35,8 @@ SIZES = {  # frames, height, width, DiT config
 class _LatentOnlyVAE:
     """What the trainer reads of a Wan 2.1 VAE when latents are given directly (8x spatial, 4x causal temporal)."""
 
+    latent_channels = 16
+
     def spacial_compression_encode(self):
         return 8
 

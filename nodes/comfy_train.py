@@ -48,10 +48,11 @@ class _ModelTrainer:
     KIND = ""
     SOURCES: dict = {}
     EXTRA_WIDGETS: dict = {}
+    OPTIONAL: dict = {}
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {**SHARED, **cls.SOURCES, **_widgets(), **cls.EXTRA_WIDGETS}}
+        return {"required": {**SHARED, **cls.SOURCES, **_widgets(), **cls.EXTRA_WIDGETS}, "optional": dict(cls.OPTIONAL)}
 
     def _run(self, model, vae, positive, widgets, train, *clip):
         import comfy.sd
@@ -62,8 +63,10 @@ class _ModelTrainer:
         root = Path(folder_paths.get_folder_paths("loras")[0]) / LORA_SUBFOLDER
         prefix = widgets.pop("filename_prefix")
         target = safe_child(root, prefix, "filename_prefix")  # checked before any work
+        window, clip_vision = widgets.pop("window", 0), widgets.pop("clip_vision", None)
         settings = TrainSettings(**widgets)
-        backbone = ComfyModelTraining(model, vae, positive)
+        # Checks vae and positive against the model; a clip longer than ``window`` trains on windows of it.
+        backbone = ComfyModelTraining(model, vae, positive, self.KIND, window, clip_vision)
         label = f"{self.KIND} LoRA"
         with _comfy.autograd_enabled():
             state = train(backbone, *clip, settings, progress=_progress_with_loss(settings.steps, label),
@@ -114,8 +117,18 @@ class ReCaptureMaskedTemporalLoRATrainModel(_ModelTrainer):
         "anchor": ("IMAGE", {"tooltip": "The anchor video (PointCloudWarp); its first frame is the conditioning's init_image."}),
         "valid_mask": ("MASK", {"tooltip": "1 = pixel rendered from the source: only these count in the loss."}),
     }
+    # Optional (0 when absent), so prompts saved before windows existed still validate.
+    OPTIONAL = {"window": ("INT", {
+        "default": 0, "min": 0, "max": 1024, "tooltip": "Frames of one training window: each step trains on a random "
+        "window of this many anchor frames, conditioned on its own first frame, so any clip length trains in the "
+        "memory of one window. 0: the model's own length (SVD-XT 25, Wan 81). For SVD give the video_frames of "
+        "SVD_img2vid_Conditioning (14 for svd.safetensors); Wan rounds down to 4k+1."}),
+                "clip_vision": ("CLIP_VISION", {
+        "tooltip": "SVD only, optional: the loader's CLIP_VISION, to give each window the image embed of its own first "
+                   "frame. Without it every window keeps the wired embed (the clip's first frame); the concat latent "
+                   "is always the window's own."})}
 
-    def train(self, model, vae, positive, anchor, valid_mask, **widgets):
+    def train(self, model, vae, positive, anchor, valid_mask, **widgets):  # clip_vision, if connected, is in widgets
         from ..recapture_core.finetune import train_temporal
 
         return self._run(model, vae, positive, widgets, train_temporal, anchor, valid_mask)

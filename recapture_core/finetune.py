@@ -26,6 +26,7 @@ import torch
 from .errors import ReCaptureInputError
 from .masks import fill_holes
 from .validation import check_frames, check_mask
+from .windows import pad_to_cover
 
 Progress = Callable[[int, int, float], None]
 Result = TypeVar("Result")
@@ -257,11 +258,16 @@ def train_temporal(backbone: TrainingBackbone[Result], anchor: torch.Tensor, val
 
     Holes are filled from valid pixels before encoding, so hole contents never reach the model;
     the loss counts latent cells whose pixels are all valid. Clips longer than the backbone's
-    window train on random windows, each conditioned on its first frame. Inputs are checked
-    before the backbone is placed and training starts.
+    window train on random windows of its length, each conditioned on its own first frame (the
+    backbone encodes the clip once, in chunks, and prepares only the drawn windows' prompts), so
+    the memory of a step does not grow with the clip. A length the VAE cannot take is padded
+    (:func:`recapture_core.windows.pad_to_cover`). Inputs are checked before the backbone is
+    placed and training starts.
     """
     check_frames(anchor, "anchor")
     valid_mask = check_mask(valid_mask, "valid_mask", anchor, "anchor", per_frame=True).clone()
+    # A length the VAE cannot take (Wan: 4k+1) is padded; the padded frames carry no loss.
+    anchor, valid_mask = pad_to_cover(anchor, valid_mask, backbone.temporal_factor)
     backbone.check_frames(anchor, "anchor")
     settings.check()
     if anchor.shape[0] < 2:
@@ -274,17 +280,21 @@ def train_temporal(backbone: TrainingBackbone[Result], anchor: torch.Tensor, val
                                   "Use a smaller camera move (fewer holes), or check that the mask is not inverted "
                                   "(valid_mask: 1 = rendered from the source).")
     window = min(backbone.window, latent_mask.shape[0])
-    starts = list(range(latent_mask.shape[0] - window + 1))
     generator = torch.Generator().manual_seed(settings.seed)
+    # Every step's window, drawn up front so that only the windows trained on get their conditioning prepared
+    # (one image prompt each, its own first frame); a latent start s is the clip's frame t·s.
+    step_starts = torch.randint(latent_mask.shape[0] - window + 1, (settings.steps,), generator=generator).tolist()
+    starts = sorted(set(step_starts))
+    prompt_of = {start: index for index, start in enumerate(starts)}
     with backbone.placed():
         with torch.no_grad():
             video = fill_holes(anchor.clone().float(), valid_mask)
             latents = backbone.encode(video, [s * backbone.temporal_factor for s in starts], single_frames=False).float()
+        steps = iter(step_starts)
 
         def next_example():
-            pick = int(torch.randint(len(starts), (1,), generator=generator))
-            start = starts[pick]
-            return latents[start:start + window], pick, latent_mask[start:start + window]
+            start = next(steps)
+            return latents[start:start + window], prompt_of[start], latent_mask[start:start + window]
 
         def fit(session: Session) -> list[float]:
             return optimise(session, settings, next_example, generator, progress, check_interrupt)

@@ -36,3 +36,11 @@ def test_the_route_latency_bench_times_object_info_idle_and_while_heavy_requests
     assert [heavy["status"] for heavy in result["heavy"]] == [200, 200, 200]
     assert result["object_info_idle"]["samples"] == 2 and result["object_info_during_heavy"]["samples"] >= 1
     assert result["during_over_idle_median"] > 0 and isinstance(result["goal_met"], bool)
+
+
+def test_the_long_clip_bench_runs_both_families_and_the_gpu_case_at_tiny_size(tmp_path):
+    result = run_bench(tmp_path, "long_clip.py", "--quick")
+    assert {(p["family"], p["mode"]) for p in result["points"]} == {("svd", "train"), ("wan", "sample")}
+    assert result["finite"] and all(p["seconds"] > 0 and p["peak_growth_mb"] >= 0 for p in result["points"])
+    large = result["large_case_tiny"]  # the code of the --device cuda case, on the tiny Wan
+    assert large["latent_frames"] > large["window_frames"] // 4 + 1 and len(large["train_losses"]) == 2

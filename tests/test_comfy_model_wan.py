@@ -129,7 +129,6 @@ def test_spatial_then_temporal_and_the_model_is_left_as_it_was(backbone_module, 
 
 
 @pytest.mark.parametrize("frames, height, width, message", [
-    (8, 32, 32, r"anchor.*8 frames.*4k\+1.*Trim the video to 5 frames \(or extend it to 9\)"),
     (9, 40, 32, r"anchor.*32x40.*multiples of 16.*32x48|anchor.*32x40.*multiples of 16"),
 ])
 def test_wans_frame_rules_are_checked_before_training(backbone_module, wan_fp16, frames, height, width, message):

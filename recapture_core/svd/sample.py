@@ -18,6 +18,7 @@ from einops import rearrange
 
 from ..errors import ReCaptureInputError
 from ..validation import check_frames
+from ..windows import blend_windows, window_starts, window_weights  # noqa: F401 (also imported from here)
 from .backbone import OnDevice, placement
 from .conditioning import added_time_ids, conditioning_latents, encode_latents, image_embedding, to_model_range, unet_output
 from .lora import AdapterSpec, ReCaptureLoRA, adapters_attached
@@ -45,47 +46,6 @@ class SampleSettings:
         if num_frames > window and not 0 <= self.overlap < window:
             raise ReCaptureInputError("overlap", f"must be at least 0 and below the window ({window}), got {self.overlap}",
                                       f"Use about a quarter of the window, e.g. {max(1, window // 4)}.")
-
-
-def window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
-    """First frames of overlapping windows covering ``num_frames``; the last window ends at the last frame."""
-    if num_frames <= window:
-        return [0]
-    stride = window - overlap
-    starts = list(range(0, num_frames - window, stride))
-    return starts + [num_frames - window]
-
-
-def window_weights(num_frames: int, window: int, starts: list[int]) -> torch.Tensor:
-    """Blend weights ``[W, num_frames]``: per window, linear ramps over the frames it shares with a
-    neighbour, 1 elsewhere inside it, 0 outside; columns sum to 1 (a convex combination per frame)."""
-    with torch.device("cpu"):  # a small table, built once on the CPU and moved where each window is blended
-        weights = torch.zeros(len(starts), num_frames, dtype=torch.float64)
-        for k, start in enumerate(starts):
-            end = min(start + window, num_frames)
-            w = torch.ones(end - start, dtype=torch.float64)
-            if k > 0:  # ramp up across the overlap with the previous window
-                shared = starts[k - 1] + window - start
-                if shared > 0:
-                    w[:shared] = torch.arange(1, shared + 1, dtype=torch.float64) / (shared + 1)
-            if k + 1 < len(starts):  # ramp down across the overlap with the next window
-                shared = start + window - starts[k + 1]
-                if shared > 0:
-                    w[-shared:] = torch.minimum(w[-shared:], torch.arange(shared, 0, -1, dtype=torch.float64) / (shared + 1))
-            weights[k, start:end] = w
-        return weights / weights.sum(dim=0, keepdim=True)
-
-
-def blend_windows(window_outputs: list[torch.Tensor], starts: list[int], weights: torch.Tensor) -> torch.Tensor:
-    """Combine per-window tensors ``[B, window, ...]`` into one ``[B, num_frames, ...]`` with ``weights [W, F]``."""
-    num_frames = weights.shape[1]
-    first = window_outputs[0]
-    out = torch.zeros(first.shape[0], num_frames, *first.shape[2:], dtype=torch.float32, device=first.device)
-    for k, (output, start) in enumerate(zip(window_outputs, starts)):
-        span = output.shape[1]
-        w = weights[k, start:start + span].to(out.device, torch.float32).view(1, span, *([1] * (output.dim() - 2)))
-        out[:, start:start + span] += w * output.float()
-    return out
 
 
 def decode(backbone, latents: torch.Tensor, chunk: int) -> torch.Tensor:

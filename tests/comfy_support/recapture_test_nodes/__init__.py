@@ -171,5 +171,7 @@ NODE_CLASS_MAPPINGS = {"VHS_BatchManager": VHSBatchManagerStandIn, "ReCaptureTes
 
 from .fullsize_nodes import NODE_CLASS_MAPPINGS as _FULLSIZE_NODES  # noqa: E402  (tests/fullsize/)
 NODE_CLASS_MAPPINGS.update(_FULLSIZE_NODES)
+from .conditioning_standins import NODE_CLASS_MAPPINGS as _CONDITIONING_STANDINS  # noqa: E402  (MODEL trainers' hostile inputs)
+NODE_CLASS_MAPPINGS.update(_CONDITIONING_STANDINS)
 
 from . import route_probe  # noqa: E402,F401  (registers the test-only route probe of tests/test_server_routes_hostile.py)
