@@ -13,6 +13,12 @@ splat is hand-written, because kornia has none:
   is covered when its centre lies inside that parallelogram. Footprints of one surface tile it
   without gaps, so a camera that moves closer leaves no cracks, and a surface never grows beyond
   its own pixels towards an edge, so background does not show through foreground.
+* **Silhouettes of curved surfaces.** At a depth edge the near surface ends somewhere between two
+  pixel centres. Where it recedes faster and faster towards the edge (the rim of a ball, the side
+  of a cylinder, seen at a grazing angle) it ends at its limb, found from its last depth samples
+  (:func:`_limb`): its edge pixel's footprint reaches exactly there, to where the limb projects in
+  the target (a grazing sliver stretches far more than its inner neighbours tell), and the farther
+  pixel's footprint starts there. Elsewhere (a box's face) both reach halfway, as the pixel squares do.
 * **Exact z-buffer.** Every (target pixel, candidate) pair becomes one int64 key: the float32
   bits of the candidate's depth (ordered like the depths, as they are positive) over its source
   point's index. ``scatter_reduce(..., "amin")`` keeps the nearest candidate of every pixel; ties
@@ -27,7 +33,9 @@ splat is hand-written, because kornia has none:
   edges; such pixels float between the two and smear into streaks. A pixel whose depth lies
   strictly between its neighbours at distance k (k = 1, 2) along x or y, with both relative
   jumps above ``k * edge_threshold``, is dropped and leaves a hole. Pixels on either side of a
-  clean step are kept, as are surfaces sloping less than ``edge_threshold`` per pixel.
+  clean step are kept, as are surfaces sloping less than ``edge_threshold`` per pixel, the last
+  pixels of a surface seen at a grazing angle (its steps grow towards the edge as a rim's do, and
+  the jump beyond dwarfs them) and slivers of a middle surface three pixels or more across.
 """
 from __future__ import annotations
 
@@ -56,6 +64,22 @@ COVER_EPS = 1e-4
 #: exact, so silhouettes do not grow and nothing shows through.
 SMOOTH_REACH = 0.1
 SAME_SURFACE = 0.05  # relative depth step between neighbours still taken as one surface when sampling colour
+#: A curved surface seen at a grazing angle (the rim of a ball, the side of a cylinder) steepens towards its
+#: silhouette like the square root of the distance to it: its last depth step before the silhouette is at
+#: most 1 + sqrt(2) = 2.41 times the step before (sampled anywhere, at any distance k). A pixel whose near-side
+#: step grows at most this much over the step before is taken as that surface's, not as a blend of two.
+GRAZING_GROWTH = 3.0
+#: ... and only where the jump on its far side is at least this many times its near-side step: a silhouette,
+#: not a ramp (a blend spread over several pixels has steps alike on both sides).
+EDGE_DOMINANCE = 2.0
+#: How far outside the gap to the next pixel centre (pixels) a fitted limb may fall and still be taken
+#: (clamped into the gap): depth saved in 8 bits moves it by about this much.
+LIMB_SLACK = 0.1
+#: Least last step (relative to its depth) of a surface towards a silhouette for a limb to be fitted: the
+#: rims of balls and cylinders step 1-10% there; a face seen nearly head-on steps by rounding noise.
+LIMB_MIN_STEP = 0.005
+#: Least reach of a footprint towards a silhouette (source pixels): a pixel always covers its own centre.
+MIN_EXTENT = 0.05
 HOLE_FILLS = {"black": 0.0, "grey": 0.5}
 
 
@@ -78,12 +102,17 @@ class WarpResult:
 def flying_pixels(depth: torch.Tensor, edge_threshold: float, radius: int = 2) -> torch.Tensor:
     """Mask ``[F, H, W]`` (bool) of pixels floating inside a depth jump (see the module docstring).
 
-    ``edge_threshold <= 0`` disables the filter.
+    A pixel strictly between its neighbours at distance k is flying when both jumps exceed
+    ``k * edge_threshold`` (relative), unless it is the last pixel of the surface on its near side
+    seen at a grazing angle (:func:`_leads_up_to`) or, for k > 1, both its next neighbours are on its
+    own surface. ``edge_threshold <= 0`` disables the filter.
     """
     flying = torch.zeros_like(depth, dtype=torch.bool)
     if edge_threshold <= 0:
         return flying
+    values = depth.reshape(-1)
     for axis in (1, 2):  # rows (y), then columns (x)
+        stride = depth.shape[2] if axis == 1 else 1
         for k in range(1, radius + 1):
             size = depth.shape[axis]
             if size <= 2 * k:
@@ -94,8 +123,47 @@ def flying_pixels(depth: torch.Tensor, edge_threshold: float, radius: int = 2) -
             magnitude = step.abs()
             smaller = torch.minimum(magnitude.narrow(axis, 0, size - 2 * k), magnitude.narrow(axis, k, size - 2 * k))
             hit = inside & (smaller > (k * edge_threshold) * depth.narrow(axis, k, size - 2 * k))
+            candidates = torch.nonzero(hit)  # few: only pixels inside a jump
+            if candidates.numel():
+                position = candidates[:, axis] + k  # along the axis, in the whole map
+                frame, row, column = candidates.unbind(1)
+                centre = (frame * depth.shape[1] + row + (k if axis == 1 else 0)) * depth.shape[2] + column + (k if axis == 2 else 0)
+                surface = _leads_up_to(values, centre, position, size, k * stride, k)
+                if k > 1:
+                    # Both next neighbours on its own surface: a sliver of a middle surface at least three
+                    # pixels across (a ball partly hidden by a nearer one), not a block of blended pixels.
+                    here = values.index_select(0, centre)
+                    tolerance = edge_threshold * here
+                    surface |= (((values.index_select(0, centre - stride) - here).abs() <= tolerance)
+                                & ((values.index_select(0, centre + stride) - here).abs() <= tolerance))
+                hit[tuple(candidates[surface].T)] = False
             flying.narrow(axis, k, size - 2 * k).logical_or_(hit)
     return flying
+
+
+def _leads_up_to(values: torch.Tensor, centre: torch.Tensor, position: torch.Tensor, size: int, stride: int,
+                 k: int) -> torch.Tensor:
+    """``[N]`` bool: the pixels at flat ``centre`` (``position`` along an axis of ``size`` pixels, neighbours
+    ``stride`` apart in ``values``) continue the surface on their near side.
+
+    The near side is the neighbour with the smaller depth step ``a``. The pixel belongs to that surface
+    when the surface leads up to it: the step before, ``a2``, goes the same way with ``a <= GRAZING_GROWTH
+    * a2``, and the jump on the far side is at least ``EDGE_DOMINANCE * a``: a curved surface seen at a
+    grazing angle. A pixel that blends two surfaces jumps off a flat or gently sloping one (``a2`` near 0)
+    or sits midway (both jumps alike).
+    """
+    def at(offset: int) -> torch.Tensor:
+        return values.index_select(0, (centre + offset * stride).clamp(0, values.numel() - 1))
+
+    before2, before, here, after, after2 = at(-2), at(-1), at(0), at(1), at(2)
+    step_before, step_after = here - before, after - here
+    near_is_before = step_before.abs() <= step_after.abs()
+    near_step = torch.where(near_is_before, step_before, step_after)
+    far_step = torch.where(near_is_before, step_after, step_before)
+    previous = torch.where(near_is_before, before - before2, after2 - after)
+    available = torch.where(near_is_before, position >= 2 * k, position + 2 * k <= size - 1)
+    return (available & (previous * near_step > 0) & (near_step.abs() <= GRAZING_GROWTH * previous.abs())
+            & (far_step.abs() >= EDGE_DOMINANCE * near_step.abs()))
 
 
 def _one_sided_difference(values: torch.Tensor, jump: torch.Tensor, smooth: torch.Tensor, dim: int) -> torch.Tensor:
@@ -124,21 +192,149 @@ def _one_sided_difference(values: torch.Tensor, jump: torch.Tensor, smooth: torc
     return out
 
 
-def _inside_smooth_surface(depth: torch.Tensor, jump_x: torch.Tensor, jump_y: torch.Tensor) -> torch.Tensor:
+def _inside_smooth_surface(depth: torch.Tensor, jump_x: torch.Tensor, jump_y: torch.Tensor
+                           ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """``[2, h, w]`` bool: both neighbours along x (plane 0) / along y (plane 1) have a depth within
-    SAME_SURFACE (relative) of the pixel's.
+    SAME_SURFACE (relative) of the pixel's; and the depth edges themselves: ``edge_x [h, w - 1]`` /
+    ``edge_y [h - 1, w]``, True between neighbours on different surfaces.
 
     ``jump_x [h, w - 1]`` / ``jump_y [h - 1, w]``: absolute depth steps between neighbours.
     """
     smooth = torch.ones(2, *depth.shape, dtype=torch.bool, device=depth.device)
+    edges = []
     for plane, dim, jump in ((0, 1, jump_x), (1, 0, jump_y)):
         n = depth.shape[dim]
+        step = jump > SAME_SURFACE * torch.minimum(depth.narrow(dim, 0, n - 1), depth.narrow(dim, 1, n - 1))
+        edges.append(step)
         if n < 2:
             continue
-        step = jump > SAME_SURFACE * torch.minimum(depth.narrow(dim, 0, n - 1), depth.narrow(dim, 1, n - 1))
         smooth[plane].narrow(dim, 0, n - 1).logical_and_(~step)
         smooth[plane].narrow(dim, 1, n - 1).logical_and_(~step)
-    return smooth
+    return smooth, (edges[0], edges[1])
+
+
+def _limb(last_step: torch.Tensor, step_before: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where a surface that recedes towards a depth edge turns away from the camera (its limb).
+
+    ``last_step``, ``step_before`` ``[N]``: the surface's last two depth steps towards the edge (from its
+    second pixel before the edge to the first, and from the first to the edge pixel). Near a limb the
+    image position s of a surface point is a parabola in its depth z, ``s = s_L - c (z - z_L)^2`` (the
+    ray is tangent where ds/dz = 0), and the parabola through the edge pixel (s = 0) and its two inner
+    neighbours (s = -1, -2) finds it (exactly for a parabola; for the rim of a ball of 15 to 50 pixels'
+    radius about 0.12 px off on average, against 0.28 for the halfway point). Returns whether the
+    surface recedes faster and faster and turns within a pixel beyond the edge pixel (within
+    LIMB_SLACK), the limb's distance beyond it in pixels (clamped to 0..1) and the surface's depth there
+    minus the edge pixel's.
+    """
+    receding = (step_before > 0) & (last_step > step_before)
+    a1 = torch.where(receding, last_step, 2.0)
+    a2 = torch.where(receding, step_before, 1.0)
+    growth = a1 - a2
+    # s(z) through (0, z0), (-1, z0 - a1), (-2, z0 - a1 - a2); its vertex is the limb.
+    depth_offset = a2 * (a1 + a2) / (2 * growth) - 0.5 * a1
+    curvature = growth / (a1 * a2 * (a1 + a2))  # c
+    position = depth_offset / a1 - curvature * depth_offset * (depth_offset + a1)
+    valid = receding & (position >= -LIMB_SLACK) & (position <= 1 + LIMB_SLACK)
+    limb = position.clamp(0.0, 1.0)
+    # A limb taken into the gap from beyond it: the parabola's depth there, on the branch the samples are on.
+    depth_offset = depth_offset - ((position - limb).clamp(min=0.0) / curvature).sqrt()
+    return valid, limb, torch.minimum(depth_offset.clamp(min=0.0), GRAZING_GROWTH * a1)
+
+
+class _Silhouettes(NamedTuple):
+    """Footprint sides that stop where a curved surface turns away inside the gap to a farther one.
+
+    ``point``/``axis``/``side``/``extent`` ``[k]``: the footprint of band point ``point`` reaches
+    ``extent`` source pixels along ``axis`` (0 = x, 1 = y) towards lower (side 0) or higher (side 1)
+    coordinates. The near pixel's entries come first, ``limbs`` of them, with ``limb_uv [2, limbs]``:
+    where the limb projects in the target, which its footprint's outer side reaches.
+    """
+
+    point: torch.Tensor
+    axis: torch.Tensor
+    side: torch.Tensor
+    extent: torch.Tensor
+    limbs: int
+    limb_uv: torch.Tensor
+
+
+def _silhouettes(d: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor], top: int, inner: slice,
+                 homography: torch.Tensor, parallax: torch.Tensor) -> _Silhouettes | None:
+    """The silhouettes of curved surfaces among the depth ``edges`` of ``d [h, W]`` (source rows ``top ..``),
+    for the points of rows ``inner`` of ``d`` (flattened): None when there is none.
+
+    At an edge the near surface ends somewhere between the two pixel centres. Where it turns away
+    from the camera (:func:`_limb`), it ends at its limb: the near pixel's footprint reaches the limb
+    (in the target, exactly where the limb projects: a surface seen at a grazing angle stretches far
+    more there than its inner neighbours tell) and the far pixel's footprint, behind, starts there.
+    Elsewhere (a box's face, a blend) each reaches halfway, as without this.
+    """
+    height, width = d.shape
+    values = d.reshape(-1)
+    near_parts, far_parts = [], []
+    for axis, edge in enumerate(edges):
+        stride, size = (1, width) if axis == 0 else (width, height)
+        pairs = torch.nonzero(edge)  # [k, 2]: (row, column) of the lower pixel of each pair
+        if axis == 1:  # a pair across rows touches the band when either of its rows is in it
+            pairs = pairs[(pairs[:, 0] >= inner.start - 1) & (pairs[:, 0] < inner.stop)]
+        else:
+            pairs = pairs[(pairs[:, 0] >= inner.start) & (pairs[:, 0] < inner.stop)]
+        if pairs.numel() == 0:
+            continue
+        position = pairs[:, 1 - axis]
+        lower = pairs[:, 0] * width + pairs[:, 1]
+        upper = lower + stride
+        near_is_lower = values[lower] < values[upper]
+        near = torch.where(near_is_lower, lower, upper)
+        outward = torch.where(near_is_lower, 1, -1)
+        available = torch.where(near_is_lower, position >= 2, position + 3 <= size - 1)
+        inner1 = (near - outward * stride).clamp(0, values.numel() - 1)
+        inner2 = (near - 2 * outward * stride).clamp(0, values.numel() - 1)
+        z0, z1, z2 = values[near], values[inner1], values[inner2]
+        valid, limb, depth_offset = _limb(z0 - z1, z1 - z2)
+        # A silhouette, not the next step of a steep surface: the jump dwarfs the surface's own step; and a
+        # surface seen at a grazing angle, not a face-on one whose depth rounding happens to grow.
+        valid &= (available & ((values[upper] - values[lower]).abs() >= EDGE_DOMINANCE * (z0 - z1))
+                  & (z0 - z1 >= LIMB_MIN_STEP * z0))
+        if not bool(valid.any()):
+            continue
+        pick = torch.nonzero(valid).squeeze(1)
+        near, outward, depth_offset = near[pick], outward[pick], depth_offset[pick]
+        limb = limb[pick].clamp(MIN_EXTENT, 1.0 - MIN_EXTENT)
+        far = near + outward * stride
+        # The limb in the source image, lifted with its depth and projected into the target.
+        row = torch.div(near, width, rounding_mode="floor")
+        x = (near - row * width).to(d.dtype)
+        y = (row + top).to(d.dtype)
+        if axis == 0:
+            x = x + outward * limb
+        else:
+            y = y + outward * limb
+        ray = homography[:, 0, None] * x + homography[:, 1, None] * y + homography[:, 2, None]  # [3, k]
+        moved = ray * (z0[pick] + depth_offset) + parallax[:, None]
+        limb_uv = moved[:2] / moved[2]
+        side = (outward > 0).to(torch.int64)
+        near_parts.append((near, axis, side, limb, limb_uv))
+        far_parts.append((far, axis, 1 - side, 1.0 - limb))
+    if not near_parts:
+        return None
+    first = inner.start * width
+    last = inner.stop * width
+
+    def in_band(parts):
+        index = torch.cat([p[0] for p in parts])
+        axis = torch.cat([torch.full_like(p[0], p[1]) for p in parts])
+        keep = (index >= first) & (index < last)
+        return keep, index - first, axis
+
+    keep_near, near_point, near_axis = in_band(near_parts)
+    keep_far, far_point, far_axis = in_band(far_parts)
+    limb_uv = torch.cat([p[4] for p in near_parts], dim=1)[:, keep_near]
+    return _Silhouettes(
+        torch.cat([near_point[keep_near], far_point[keep_far]]), torch.cat([near_axis[keep_near], far_axis[keep_far]]),
+        torch.cat([torch.cat([p[2] for p in near_parts])[keep_near], torch.cat([p[2] for p in far_parts])[keep_far]]),
+        torch.cat([torch.cat([p[3] for p in near_parts])[keep_near], torch.cat([p[3] for p in far_parts])[keep_far]]),
+        int(keep_near.sum()), limb_uv)
 
 
 def _pixel_table(colors: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
@@ -266,8 +462,9 @@ def project_rows(depth: torch.Tensor, first_row: int, homography: torch.Tensor, 
 #: 576x1024 frame costs 5-15x more per element than over 64 K elements (fresh pages and cache misses
 #: for every 2.4 MB temporary). A GPU takes the whole frame at once.
 BAND_POINTS = 1 << 16
-#: Rows above and below a band that its stencils read (the flying-pixel filter reaches 2, differences 1).
-HALO_ROWS = 2
+#: Rows above and below a band that its stencils read (the flying-pixel filter reaches 4: its distance-2
+#: stencil and the step before; limb fits 3; differences 1).
+HALO_ROWS = 4
 
 
 def _rows_per_band(height: int, width: int, device: torch.device) -> int:
@@ -278,13 +475,16 @@ class _BandFootprints(NamedTuple):
     """Footprints of the ``[m]`` source points of a band of rows (flattened), in target pixels.
 
     u, v, z: projection and target depth; depth: source depth; inverse_jacobian: J^-1 as four ``[m]``
-    entries; reach ``[2, m]``: footprint half-size in source pixels along source x and y (-1: renders
-    nothing); lo_u, lo_v: first candidate pixel centre; span_u, span_v: candidate centres per axis;
-    usable: the point renders at all.
+    entries; centre_u, centre_v: the footprint's centre (the projection, but where a footprint reaches
+    further to one side, towards a silhouette); reach ``[2, m]``: footprint half-size in source pixels
+    along source x and y (-1: renders nothing); lo_u, lo_v: first candidate pixel centre; span_u,
+    span_v: candidate centres per axis; usable: the point renders at all.
     """
 
     u: torch.Tensor
     v: torch.Tensor
+    centre_u: torch.Tensor
+    centre_v: torch.Tensor
     z: torch.Tensor
     depth: torch.Tensor
     inverse_jacobian: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -307,7 +507,7 @@ def _band_footprints(depth: torch.Tensor, row0: int, row1: int, homography: torc
     uv = target[:2] / z_all  # [2, h, W]
     jump_x = d.diff(dim=1).abs_()
     jump_y = d.diff(dim=0).abs_()
-    smooth = _inside_smooth_surface(d, jump_x, jump_y)
+    smooth, edges = _inside_smooth_surface(d, jump_x, jump_y)
     d_dx = _one_sided_difference(uv, jump_x, smooth[0], dim=2)
     d_dy = _one_sided_difference(uv, jump_y, smooth[1], dim=1)
     keep = ~flying_pixels(d[None], edge_threshold)[0]
@@ -316,20 +516,67 @@ def _band_footprints(depth: torch.Tensor, row0: int, row1: int, homography: torc
     flat = lambda t: t[..., inner, :].reshape(*t.shape[:-2], -1)  # noqa: E731
     (u, v), z, depth_here = flat(uv), flat(z_all), flat(d)
     (j00, j10), (j01, j11) = flat(d_dx), flat(d_dy)
+    # Beyond half a pixel only towards neighbours of the same surface.
+    reach = torch.where(flat(smooth), 0.5 + SMOOTH_REACH, 0.5 + COVER_EPS).to(d.dtype)
+    centre_u, centre_v = u, v
+    silhouettes = _silhouettes(d, edges, top, inner, homography, parallax)
+    if silhouettes is not None:
+        reach, centre_u, centre_v, (j00, j10, j01, j11) = _reach_to_silhouettes(silhouettes, reach, u, v,
+                                                                                 (j00, j10, j01, j11))
     det = j00 * j11 - j01 * j10
     usable = (flat(keep) & (depth_here > MIN_DEPTH) & (z > MIN_DEPTH) & torch.isfinite(u) & torch.isfinite(v)
               & (det.abs() > 1e-12))
     inverse_det = torch.where(usable, det.reciprocal(), torch.zeros_like(det))
-    # Beyond half a pixel only towards neighbours of the same surface.
-    reach = torch.where(flat(smooth), 0.5 + SMOOTH_REACH, 0.5 + COVER_EPS).to(d.dtype).masked_fill_(~usable, -1.0)
+    reach.masked_fill_(~usable, -1.0)
     half_u = (reach[0] * j00.abs() + reach[1] * j01.abs()).clamp_(0, max_footprint / 2.0)
     half_v = (reach[0] * j10.abs() + reach[1] * j11.abs()).clamp_(0, max_footprint / 2.0)
     u, v = u.masked_fill(~usable, 0.0), v.masked_fill(~usable, 0.0)
-    lo_u, lo_v = torch.ceil(u - half_u - COVER_EPS), torch.ceil(v - half_v - COVER_EPS)
-    return _BandFootprints(u, v, z, depth_here,
+    if silhouettes is not None:
+        centre_u, centre_v = centre_u.masked_fill(~usable, 0.0), centre_v.masked_fill(~usable, 0.0)
+    else:
+        centre_u, centre_v = u, v
+    lo_u, lo_v = torch.ceil(centre_u - half_u - COVER_EPS), torch.ceil(centre_v - half_v - COVER_EPS)
+    return _BandFootprints(u, v, centre_u, centre_v, z, depth_here,
                            (j11 * inverse_det, -j01 * inverse_det, -j10 * inverse_det, j00 * inverse_det), reach,
-                           lo_u, lo_v, torch.floor(u + half_u + COVER_EPS) - lo_u + 1,
-                           torch.floor(v + half_v + COVER_EPS) - lo_v + 1, usable)
+                           lo_u, lo_v, torch.floor(centre_u + half_u + COVER_EPS) - lo_u + 1,
+                           torch.floor(centre_v + half_v + COVER_EPS) - lo_v + 1, usable)
+
+
+def _reach_to_silhouettes(silhouettes: _Silhouettes, reach: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+                          jacobian: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
+    """Footprints that reach further to one side than the other (:func:`_silhouettes`), as centred ones.
+
+    A footprint spans ``[-lower, higher]`` source pixels along each axis (``reach [2, m]`` on both sides
+    where no silhouette is near); the cover test takes it as half-size ``(lower + higher) / 2`` around
+    the image of its middle. A limb pixel's footprint runs, along the limb's axis, from where its inner
+    side maps (the pixel's own Jacobian) to where the limb projects: its Jacobian column there becomes
+    that secant. ``jacobian``: ``(du/dx, dv/dx, du/dy, dv/dy)`` ``[m]`` each. Returns the half-sizes
+    ``[2, m]``, the centres ``[m]`` and the Jacobian.
+    """
+    point, axis, side, extent = silhouettes.point, silhouettes.axis, silhouettes.side, silhouettes.extent
+    reaches = torch.stack([reach, reach])  # [side, axis, m]
+    reaches.index_put_((side, axis, point), extent.to(reach.dtype))
+    columns = torch.stack(jacobian).reshape(2, 2, -1)  # [axis, u|v, m]
+    touched = torch.unique(point)
+    if silhouettes.limbs:
+        limb_point, limb_axis = point[:silhouettes.limbs], axis[:silhouettes.limbs]
+        outward = (side[:silhouettes.limbs] * 2 - 1).to(reach.dtype)
+        limb = extent[:silhouettes.limbs].to(reach.dtype)
+        inner_reach = reaches[1 - side[:silhouettes.limbs], limb_axis, limb_point]
+        column = columns[limb_axis, :, limb_point].T  # [2, l]
+        inner_end = torch.stack([u[limb_point], v[limb_point]]) - outward * column * inner_reach
+        secant = outward * (silhouettes.limb_uv.to(reach.dtype) - inner_end) / (limb + inner_reach)
+        columns[limb_axis, :, limb_point] = secant.T
+        # Where the pixel itself would map on the secant: the footprint is anchored at its inner end.
+        anchor_shift = inner_end + outward * secant * inner_reach - torch.stack([u[limb_point], v[limb_point]])
+    lower, higher = reaches[0][:, touched], reaches[1][:, touched]  # [axis, t]
+    middle = (higher - lower) / 2
+    shift = columns[0][:, touched] * middle[0] + columns[1][:, touched] * middle[1]  # [u|v, t]
+    centre = torch.stack([u, v])
+    centre[:, touched] += shift
+    if silhouettes.limbs:
+        centre.index_add_(1, limb_point, anchor_shift)
+    return (reaches[0] + reaches[1]) / 2, centre[0], centre[1], tuple(columns.reshape(4, -1))
 
 
 def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tensor, world_to_target: torch.Tensor,
@@ -365,6 +612,7 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
         band = _band_footprints(depth, row0, row1, homography, parallax, edge_threshold, max_footprint)
         u, v, z, lo_u, lo_v, span_u, span_v, reach = (band.u, band.v, band.z, band.lo_u, band.lo_v, band.span_u,
                                                         band.span_v, band.reach)
+        centre_u, centre_v = band.centre_u, band.centre_v
         a00, a01, a10, a11 = band.inverse_jacobian
         first = row0 * width
         point_ids = torch.arange(first, first + u.numel(), dtype=torch.int64, device=device)
@@ -377,14 +625,14 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
         in_block = (max_footprint >= 2) & ((span_u <= 2) & (span_v <= 2) & (lo_u >= 0) & (lo_u <= width - 2) & (lo_v >= 0)
                     & (lo_v <= height - 2))
         if height > 1 and width > 1:
-            _splat_block(best, width, key_of_point, lo_u - u, lo_v - v, lo_u, lo_v, (a00, a01, a10, a11),
+            _splat_block(best, width, key_of_point, lo_u - centre_u, lo_v - centre_v, lo_u, lo_v, (a00, a01, a10, a11),
                          reach.masked_fill(~in_block, -1.0))
         # Points whose every candidate lies outside the frame (moved out of view) need no work at all.
         in_view = (lo_u <= width - 1) & (lo_u + span_u >= 1) & (lo_v <= height - 1) & (lo_v + span_v >= 1)
         rest = torch.nonzero(band.usable & ~in_block & in_view).squeeze(1)
         if rest.numel():
             pick = lambda t: t.index_select(0, rest)  # noqa: E731
-            _splat_spans(best, width, height, pick(key_of_point), pick(u), pick(v), pick(lo_u), pick(lo_v),
+            _splat_spans(best, width, height, pick(key_of_point), pick(centre_u), pick(centre_v), pick(lo_u), pick(lo_v),
                          pick(span_u), pick(span_v), tuple(map(pick, (a00, a01, a10, a11))), reach.index_select(1, rest),
                          max_footprint)
         # Source position of target centre c: p + J^-1 (c - (u, v)) = J^-1 c + (p - J^-1 (u, v)).
