@@ -19,3 +19,16 @@ def write_result(result: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+class LatentOnlyWanVAE:
+    """What the MODEL-path trainer and the windows node read of a Wan 2.1 VAE when latents are given directly
+    (16 channels, 8x spatial, 4x causal temporal): the benches skip encoding a clip they only need latents of."""
+
+    latent_channels = 16
+
+    def spacial_compression_encode(self):
+        return 8
+
+    def temporal_compression_decode(self):
+        return 4

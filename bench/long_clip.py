@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from _common import machine, write_result  # noqa: E402
+from _common import LatentOnlyWanVAE, machine, write_result  # noqa: E402
 
 LENGTHS = (25, 49, 97, 193)
 WINDOW = 25  # frames per window on the tiny models: SVD-XT's length; 7 latent frames for Wan
@@ -153,18 +153,6 @@ def point(family: str, mode: str, frames: int, size: int, steps: int) -> dict:
             "process_peak_mb": memory.peak / 2**20, "finite": finite}
 
 
-class _LatentOnlyVAE:
-    """What the trainer and the windows node read of a Wan 2.1 VAE when latents are given directly."""
-
-    latent_channels = 16
-
-    def spacial_compression_encode(self):
-        return 8
-
-    def temporal_compression_decode(self):
-        return 4
-
-
 def large_case(device: str, size: str, steps: int) -> dict:
     """Wan 2.1 T2V with latents of a long clip: windowed training steps and windowed sampling steps."""
     import torch
@@ -179,7 +167,7 @@ def large_case(device: str, size: str, steps: int) -> dict:
     patcher = wan_model(config, device, dtype)
     positive = [[torch.randn(1, 512, 4096) * 0.1, {}]]
     negative = [[torch.randn(1, 512, 4096) * 0.1, {}]]
-    vae = _LatentOnlyVAE()
+    vae = LatentOnlyWanVAE()
     training = backbone.ComfyModelTraining(patcher, vae, positive, "temporal", window)
     latent_frames, latent_window = (frames - 1) // 4 + 1, training.window
     latents = torch.randn(latent_frames, 16, height // 8, width // 8)

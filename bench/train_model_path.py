@@ -24,24 +24,12 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 
-from _common import machine, write_result  # noqa: E402
+from _common import LatentOnlyWanVAE, machine, write_result  # noqa: E402
 
 SIZES = {  # frames, height, width, DiT config
     "full": (33, 480, 832, dict(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30)),
     "tiny": (9, 32, 48, dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2)),
 }
-
-
-class _LatentOnlyVAE:
-    """What the trainer reads of a Wan 2.1 VAE when latents are given directly (8x spatial, 4x causal temporal)."""
-
-    latent_channels = 16
-
-    def spacial_compression_encode(self):
-        return 8
-
-    def temporal_compression_decode(self):
-        return 4
 
 
 def wan_model(config: dict, device: str, dtype: torch.dtype):
@@ -91,7 +79,7 @@ def main() -> int:
     dtype = torch.bfloat16 if args.device != "cpu" else torch.float32
     patcher = wan_model(config, args.device, dtype)
     positive = [[torch.randn(1, 512, 4096) * 0.1, {}]]
-    training = backbone_module.ComfyModelTraining(patcher, _LatentOnlyVAE(), positive)
+    training = backbone_module.ComfyModelTraining(patcher, LatentOnlyWanVAE(), positive)
     latent_frames = (frames - 1) // 4 + 1
     latents = torch.randn(latent_frames, 16, height // 8, width // 8)
     mask = torch.ones(latent_frames, height // 8, width // 8)

@@ -81,3 +81,28 @@ def comfy_server(server_base_dir):
         log_copy = REPO / ".host" / "last-test-server.log"
         log_copy.parent.mkdir(exist_ok=True)
         log_copy.write_text(server.log_text())
+
+
+# --- tests/fullsize: which full-size runs a test run makes ---------------------------------------------------
+# ``RECAPTURE_FULLSIZE`` is a comma list of servers (svd_xt,
+# svd_xt_diffusers, wan, depth), ``all``, or ``none``; unset, ``depth`` (Depth Anything V2 Small: 100 MB, about a
+# minute). The backbones are opt-in: making their files takes about 15 minutes and 12 GB of disk the first time,
+# and one backbone's run takes 5-20 minutes on 2 CPU cores, more than the whole rest of the suite.
+#: The servers of tests/fullsize/test_fullsize_models.py, by test name.
+FULLSIZE_SERVERS = {"svd_xt_single_file": "svd_xt", "svd_xt_diffusers": "svd_xt_diffusers", "wan21": "wan",
+           "depth_anything": "depth"}
+
+
+def selected_fullsize_servers() -> set[str]:
+    wanted = {part.strip() for part in os.environ.get("RECAPTURE_FULLSIZE", "depth").split(",") if part.strip()}
+    return set(FULLSIZE_SERVERS.values()) if wanted & {"1", "all"} else wanted
+
+
+def pytest_collection_modifyitems(config, items):
+    chosen = selected_fullsize_servers()
+    for item in items:
+        if "fullsize" not in item.keywords:
+            continue
+        server = next((name for fragment, name in FULLSIZE_SERVERS.items() if fragment in item.name), None)
+        if server not in chosen:
+            item.add_marker(pytest.mark.skip(reason=f"full size ({server}): set RECAPTURE_FULLSIZE={server} (or all) to run it"))
