@@ -245,17 +245,22 @@ WAN_VAE = "wan_2.1_vae.safetensors"
 WAN_FRAMES = 13  # Wan's VAE takes 4k+1 frames; the sample clip has 14
 
 
-def _trimmed(graph: dict, length: int) -> dict:
-    """The graph on the first ``length`` frames of the video and of the depth file (ImageFromBatch)."""
+def _trimmed(graph: dict, length: int, loops: int = 1) -> dict:
+    """The graph on the first ``length`` frames of the video and of the depth file (ImageFromBatch); with ``loops``
+    > 1, of the video and depth file played ``loops`` times over (RepeatImageBatch) first, for a longer clip."""
     out = {}
     for name, node in graph.items():
         inputs = {k: (["clip", 0] if v == ["components", 0] else ["depth_clip", 0] if v == ["depth_file", 0] else v)
                   for k, v in node["inputs"].items()}
         out[name] = {**node, "inputs": inputs}
-        if name == "components":
-            out["clip"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["components", 0], "batch_index": 0, "length": length}}
-        if name == "depth_file":
-            out["depth_clip"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["depth_file", 0], "batch_index": 0, "length": length}}
+        for source, clip in (("components", "clip"), ("depth_file", "depth_clip")):
+            if name != source:
+                continue
+            frames = [source, 0]
+            if loops > 1:
+                out[f"{clip}_looped"] = {"class_type": "RepeatImageBatch", "inputs": {"image": frames, "amount": loops}}
+                frames = [f"{clip}_looped", 0]
+            out[clip] = {"class_type": "ImageFromBatch", "inputs": {"image": frames, "batch_index": 0, "length": length}}
     return out
 
 
@@ -298,6 +303,67 @@ def full_wan() -> Workflow:
                         VIDEO_NOTE, CAMERA_NOTE])
 
 
+LONG_FRAMES = 61  # the 14-frame sample played 5 times, cut to 61: about 2.5 windows of SVD-XT's 25 frames
+LONG_WINDOW, LONG_OVERLAP = 25, 6
+
+
+def _windows(node: str, model: list, conditioning: str, video: list) -> dict:
+    """ReCaptureContextWindows on ``model`` with the positive/negative of ``conditioning``, each window conditioned
+    on its own first frame of ``video``."""
+    return {node: {"class_type": "ReCaptureContextWindows",
+                   "inputs": {"model": model, "positive": [conditioning, 0], "negative": [conditioning, 1],
+                              "vae": ["svd", 2], "video": video, "window": LONG_WINDOW, "overlap": LONG_OVERLAP,
+                              "clip_vision": ["svd", 1]}}}
+
+
+def long_clip() -> Workflow:
+    """Workflow 7 on a clip longer than SVD-XT's 25 frames: the temporal trainer trains on windows, and both
+    KSamplers (sampling and SDEdit) sample in windows through ReCaptureContextWindows."""
+    ksampler = {"seed": 0, "steps": 25, "sampler_name": "euler", "scheduler": "karras"}
+    anchor = {**_video_in(), **_depth_from_file(), **_camera("camera", "orbit left", 10.0),
+              **_warp("warp", "camera", {"depth": ["depth", 0]}), **_anchor_outputs("warp", "camera", "recapture/long_clip")}
+    anchor["camera"]["inputs"]["num_frames"] = LONG_FRAMES
+    graph = {**_trimmed(anchor, LONG_FRAMES, loops=-(-LONG_FRAMES // 14)),
+             "svd": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": SVD_CHECKPOINT}},
+             **_svd_conditioning("source_conditioning", ["clip", 0]),
+             **_svd_conditioning("anchor_conditioning", ["warp", 0]),
+             "spatial": {"class_type": "ReCaptureSpatialLoRATrainModel",
+                         "inputs": {"model": ["svd", 0], "vae": ["svd", 2], "positive": ["source_conditioning", 0],
+                                    "frames": ["clip", 0], **MODEL_TRAIN, "filename_prefix": "reshoot_long",
+                                    "frames_per_step": 2}},
+             "temporal": {"class_type": "ReCaptureMaskedTemporalLoRATrainModel",
+                          "inputs": {"model": ["spatial", 0], "vae": ["svd", 2], "positive": ["anchor_conditioning", 0],
+                                     "anchor": ["warp", 0], "valid_mask": ["warp", 1], **MODEL_TRAIN,
+                                     "filename_prefix": "reshoot_long", "window": LONG_WINDOW,
+                                     "clip_vision": ["svd", 1]}},
+             "guidance": {"class_type": "VideoLinearCFGGuidance", "inputs": {"model": ["temporal", 0], "min_cfg": 1.0}},
+             **_windows("windows", ["guidance", 0], "anchor_conditioning", ["warp", 0])}
+    for name, node in _sample_and_sdedit(["windows", 0], ["sdedit_windows", 0], ["windows", 1], ["windows", 2],
+                                         ["anchor_conditioning", 2], ["svd", 2], (2.5, 1.0), ksampler,
+                                         "recapture/long_clip/reshot").items():
+        if name == "sdedit":
+            # SDEdit: windows on the spatial-LoRA MODEL, each conditioned on its own first frame of the sampled clip.
+            graph.update(_windows("sdedit_windows", ["spatial", 0], "anchor_conditioning", ["decode", 0]))
+            node["inputs"].update(positive=["sdedit_windows", 1], negative=["sdedit_windows", 2])
+        graph[name] = node
+    return Workflow("9_recapture_long_clip", "ReCapture 9: a long clip (61 frames) in windows on ComfyUI's own SVD",
+                    graph, [
+                        "A long clip: workflow 7 on 61 frames, more than SVD-XT's 25. Training: the temporal trainer's "
+                        f"'window' ({LONG_WINDOW}) makes each step train on a random window of {LONG_WINDOW} anchor "
+                        "frames, conditioned on that window's own first frame (concat latent, and CLIP embed with "
+                        "clip_vision connected), so any length trains in the memory of one window. Sampling: Context "
+                        "Windows (ReCapture) patches the MODEL so the stock KSampler runs the model on overlapping "
+                        f"windows ({LONG_WINDOW} frames, {LONG_OVERLAP} shared) and blends their predictions linearly; "
+                        "each window starts from its own first frame of 'video': the anchor for sampling, the sampled "
+                        "frames for SDEdit. The conditioning nodes still take the whole clip's length; a clip that fits "
+                        "one window samples exactly as without the windows node.",
+                        f"The clip: the 14-frame sample played {-(-LONG_FRAMES // 14)} times (Repeat Image Batch) and cut "
+                        f"to {LONG_FRAMES} frames (ImageFromBatch), the depth file likewise; with your own long video "
+                        "remove both pairs and raise the camera's num_frames (the video's length replaces it anyway). "
+                        f"Model: ComfyUI/models/checkpoints/{SVD_CHECKPOINT}; with svd.safetensors set both windows and "
+                        "the trainer's window to 14.", VIDEO_NOTE, CAMERA_NOTE])
+
+
 MULTIVIEW = {"mode": "fuse with warp", "hole_threshold": 0.35, "resolution": 0, "seed": 0, "steps": 20, "cfg": 4.0,
              "sampler_name": "euler", "scheduler": "sgm_uniform", "source_elevation": 0.0, "orbit_frames": 21}
 
@@ -328,7 +394,7 @@ def large_orbit() -> Workflow:
 
 
 WORKFLOWS = [full_diffusers, full_checkpoint, large_orbit, depth_from_other_pack, train_once_render_many, anchor_preview,
-             full_comfy_model, full_wan]
+             full_comfy_model, full_wan, long_clip]
 
 
 def all_workflows() -> list[Workflow]:
