@@ -224,7 +224,7 @@ def test_wan21_t2v_1_3b_through_unet_loader(base_dir, weight_dtype):
     loader = {"model": {"class_type": "UNETLoader", "inputs": {"unet_name": Path(fullsize_files.FILES["wan21_t2v_1.3B"]).name,
                                                                "weight_dtype": weight_dtype}},
               "vae": {"class_type": "VAELoader", "inputs": {"vae_name": Path(fullsize_files.FILES["wan21_vae"]).name}}}
-    conditioning = {"text": {"class_type": "ReCaptureTestFullSizeWanText", "inputs": {"text": "a box gliding past a wall"}},
+    conditioning = {"text": {"class_type": "ReCaptureTestWanText", "inputs": {"text": "a box gliding past a wall", "tokens": 512}},
                     "latent": {"class_type": "EmptyHunyuanLatentVideo",
                                "inputs": {"width": WAN_CLIP["width"], "height": WAN_CLIP["height"],
                                           "length": WAN_CLIP["frames"], "batch_size": 1}}}

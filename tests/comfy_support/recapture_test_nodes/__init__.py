@@ -70,7 +70,8 @@ class ReCaptureTestTinySVDLoader:
 
 
 class ReCaptureTestWanText:
-    """Stands in for CLIPLoader (umt5_xxl, type wan) + CLIPTextEncode: UMT5-XXL cannot be built tiny."""
+    """Stands in for CLIPLoader (umt5_xxl, type wan) + CLIPTextEncode: UMT5-XXL cannot be built tiny (nor run
+    at full size here). ``tokens``: 8 for the tiny models' tests; 512 for UMT5-XXL's ``[1, 512, 4096]`` (tests/fullsize)."""
 
     CATEGORY = "testing"
     FUNCTION = "encode"
@@ -78,15 +79,16 @@ class ReCaptureTestWanText:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"text": ("STRING", {"multiline": True})}}
+        return {"required": {"text": ("STRING", {"multiline": True})},
+                "optional": {"tokens": ("INT", {"default": 8, "min": 1, "max": 512})}}
 
-    def encode(self, text):
+    def encode(self, text, tokens=8):
         tests = str(Path(__file__).resolve().parents[2])
         if tests not in sys.path:
             sys.path.append(tests)
         from tiny_comfy_models import wan_text_conditioning
 
-        return (wan_text_conditioning(text),)
+        return (wan_text_conditioning(text, tokens=tokens),)
 
 
 class ReCaptureTestLoad3DCamera:

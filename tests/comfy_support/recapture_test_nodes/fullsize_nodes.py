@@ -1,7 +1,7 @@
 """Test-only nodes of the full-size checks (tests/fullsize/): what a graph needs that no real node gives.
 
-``ReCaptureTestFullSizeWanText`` stands in for CLIPLoader (umt5_xxl) + CLIPTextEncode at the real shape
-``[1, 512, 4096]``: UMT5-XXL (5.7 B parameters) is too big to make and run on the test machine.
+Wan's text conditioning at UMT5-XXL's real shape ``[1, 512, 4096]`` comes from ``ReCaptureTestWanText`` with
+``tokens=512`` (UMT5-XXL, 5.7 B parameters, is too big to make and run on the test machine).
 ``ReCaptureTestMovingClip`` gives a clip and a valid mask with a hole, the trainers' inputs.
 ``ReCaptureTestModelReport`` reports on a MODEL: a hash of its own weights (to show training left them as
 they were), the weights' dtype, the LoRA patches on it (what LoraLoaderModelOnly matched) and, given one,
@@ -20,22 +20,6 @@ def _tests_on_path():
     for folder in (TESTS, REPO):
         if folder not in sys.path:
             sys.path.append(folder)
-
-
-class ReCaptureTestFullSizeWanText:
-    CATEGORY = "testing"
-    FUNCTION = "encode"
-    RETURN_TYPES = ("CONDITIONING",)
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"text": ("STRING", {"multiline": True})}}
-
-    def encode(self, text):
-        _tests_on_path()
-        from tiny_comfy_models import wan_text_conditioning
-
-        return (wan_text_conditioning(text, tokens=512),)
 
 
 class ReCaptureTestMovingClip:
@@ -88,6 +72,5 @@ class ReCaptureTestModelReport:
         return {"ui": {"text": [json.dumps(info)]}}
 
 
-NODE_CLASS_MAPPINGS = {"ReCaptureTestFullSizeWanText": ReCaptureTestFullSizeWanText,
-                       "ReCaptureTestMovingClip": ReCaptureTestMovingClip,
+NODE_CLASS_MAPPINGS = {"ReCaptureTestMovingClip": ReCaptureTestMovingClip,
                        "ReCaptureTestModelReport": ReCaptureTestModelReport}
