@@ -29,8 +29,8 @@ class WindowPrompts:
 
     A plain object, not a dict or tensor, so ComfyUI's conditioning code hands it on untouched."""
 
-    def __init__(self, by_start: dict[int, dict], latent_frames: int):
-        self.by_start, self.latent_frames = by_start, latent_frames
+    def __init__(self, by_start: dict[int, dict], latent_frames: set[int]):
+        self.by_start, self.latent_frames = by_start, latent_frames  # latent_frames: the latent lengths it covers
 
 
 def _handler_class():
@@ -77,9 +77,10 @@ def _handler_class():
                 prompts = original.get(WINDOW_PROMPTS)
                 if prompts is not None:
                     start = window.index_list[0]
-                    if prompts.latent_frames != frames or start not in prompts.by_start:
+                    if frames not in prompts.latent_frames or start not in prompts.by_start:
                         raise ReCaptureInputError(
-                            "video", f"gives image prompts for {prompts.latent_frames} latent frames, but the sampled "
+                            "video", f"gives image prompts for {' or '.join(map(str, sorted(prompts.latent_frames)))} "
+                            f"latent frames, but the sampled "
                             f"latent has {frames}", "Give the windows node the clip the latent was made for (the same "
                             "frame count as the conditioning node's video_frames / length).")
                     rebuilt = {**original, **prompts.by_start[start]}
@@ -121,8 +122,11 @@ def windowed(model, positive, negative, vae, video, window: int, overlap: int, c
     if latent_overlap >= latent_window:
         raise ReCaptureInputError("overlap", f"must be below the window ({frames} frames), got {overlap}",
                                   f"Use about a quarter of the window, e.g. {max(1, frames // 4)}, or 0 for that.")
-    latent_frames = latent_length(covering_length(int(video.shape[0]), factor), factor)
-    starts = window_starts(latent_frames, latent_window, latent_overlap)
+    # A latent for a clip whose length the VAE cannot take is made one frame shorter by ComfyUI's latent nodes
+    # (WanImageToVideo, EmptyHunyuanLatentVideo: (length - 1) // 4 + 1) or padded to cover it: prompts for both.
+    latent_lengths = {latent_length(int(video.shape[0]), factor), latent_length(covering_length(int(video.shape[0]), factor), factor)}
+    starts = sorted({start for frames in latent_lengths for start in window_starts(frames, latent_window, latent_overlap)})
+    latent_frames = max(latent_lengths)
     # A start past the clip's last frame (a padded end) takes the last frame as its prompt.
     firsts = {start: min(start * factor, int(video.shape[0]) - 1) for start in starts}
 
@@ -134,7 +138,7 @@ def windowed(model, positive, negative, vae, video, window: int, overlap: int, c
             if latent_frames > latent_window and isinstance(image, torch.Tensor) and image.any():
                 by_start = {start: window_prompt(family, vae, extras, video[first:first + 1], latent_window, factor,
                                                  clip_vision, seed=first) for start, first in firsts.items()}
-                extras = {**extras, WINDOW_PROMPTS: WindowPrompts(by_start, latent_frames)}
+                extras = {**extras, WINDOW_PROMPTS: WindowPrompts(by_start, latent_lengths)}
             out.append([tensor, extras])
         return out
 

@@ -228,16 +228,20 @@ def test_wan_t2v_in_windows_one_window_and_two(backbone_module, wan_files):
     assert not torch.allclose(long[:, :, 2], short[:, :, 2], atol=1e-4)
 
 
-def test_wan_i2v_samples_a_long_clip_with_each_windows_first_frame(backbone_module, wan_files):
+@pytest.mark.parametrize("length", [25, 22])
+def test_wan_i2v_samples_a_long_clip_with_each_windows_first_frame(backbone_module, wan_files, length):
+    """A 4k+2 clip (22 frames): WanImageToVideo given the padded length (25: 7 latent frames) or the clip's own
+    (22: 6 latent frames, ComfyUI's (length - 1) // 4 + 1); the windows node has prompts for either."""
     from comfy_extras.nodes_wan import WanImageToVideo
 
     model, vae = load_wan(wan_files[1], wan_files[2])
-    video = moving_clip(22, H, W)  # 4k+2 frames: padded to 25 (7 latent frames)
+    video = moving_clip(22, H, W)
     text = wan_text_conditioning("a box")
     with torch.inference_mode():
-        positive, negative, latent = WanImageToVideo.execute(text, text, vae, W, H, 25, 1, start_image=video[:1]).result
+        positive, negative, latent = WanImageToVideo.execute(text, text, vae, W, H, length, 1, start_image=video[:1]).result
     windowed, pos, neg = windows_node().windowed(model, positive, negative, vae, video, 9, 4)
-    assert sorted(pos[0][1][windows_node().WINDOW_PROMPTS].by_start) == [0, 2, 4]
+    prompts = pos[0][1][windows_node().WINDOW_PROMPTS]
+    assert prompts.latent_frames == {6, 7} and sorted(prompts.by_start) == [0, 2, 3, 4]
     out = sample(windowed, pos, neg, torch.randn(latent["samples"].shape, generator=torch.Generator().manual_seed(3)))
     assert out.shape == latent["samples"].shape and torch.isfinite(out).all()
 
