@@ -54,6 +54,16 @@ def backbone_module(pack):
 
 
 @pytest.fixture(scope="session")
+def clip_vision(tmp_path_factory):
+    """ComfyUI's own CLIP_VISION built from a tiny config (tests/tiny_comfy_models.py), for in-process SVD conditioning."""
+    from tiny_comfy_models import load_clip_vision, make_clip_vision
+
+    folder = tmp_path_factory.mktemp("clip_vision")
+    make_clip_vision(folder)
+    return load_clip_vision(folder)
+
+
+@pytest.fixture(scope="session")
 def server_base_dir(tmp_path_factory) -> Path:
     """A fresh ComfyUI base directory for the test session: custom_nodes/recapture -> this repo,
     with tiny random-weight models in its model folders (tests/tiny_models.py) and the test-only

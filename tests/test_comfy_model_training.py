@@ -13,17 +13,10 @@ import torch
 from helpers import interrupt_on_call
 from comfy_model_support import fingerprint, masked_loss, moving_clip, predictions, times_loaded, with_lora, wrappers_left
 from recapture_core.finetune import TrainSettings, train_spatial, train_temporal
-from tiny_comfy_models import load_clip_vision, make_clip_vision, make_stable_zero123_checkpoint, make_svd_model
+from tiny_comfy_models import make_stable_zero123_checkpoint, make_svd_model
 
 F, H, W = 4, 32, 32
 FAST = TrainSettings(steps=3, rank=4, alpha=4.0, learning_rate=1e-2, seed=2)
-
-
-@pytest.fixture(scope="module")
-def clip_vision(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip_vision")
-    make_clip_vision(folder)
-    return load_clip_vision(folder)
 
 
 

@@ -11,18 +11,11 @@ import torch
 
 from comfy_model_support import moving_clip
 from recapture_core.finetune import TrainSettings, train_spatial, train_temporal
-from tiny_comfy_models import (load_clip_vision, make_clip_vision, make_svd_model, make_wan21_t2v, make_wan21_vae,
+from tiny_comfy_models import (make_svd_model, make_wan21_t2v, make_wan21_vae,
                                wan_text_conditioning)
 
 H, W = 32, 32
 FAST = TrainSettings(steps=4, rank=4, alpha=4.0, learning_rate=1e-2, seed=2)
-
-
-@pytest.fixture(scope="module")
-def clip_vision(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip_vision")
-    make_clip_vision(folder)
-    return load_clip_vision(folder)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from recapture_core.svd.backbone import load_diffusers_svd
 from recapture_core.svd.lora import AdapterSpec, adapters_attached
 from recapture_core.svd.lora_files import load_lora, save_lora
 from recapture_core.svd.train import train_spatial_lora, train_temporal_lora
-from tiny_comfy_models import load_clip_vision, make_clip_vision, make_svd_model, make_wan21_t2v, make_wan21_vae, wan_text_conditioning
+from tiny_comfy_models import make_svd_model, make_wan21_t2v, make_wan21_vae, wan_text_conditioning
 from tiny_models import make_svd_folder
 
 STEPS = TrainSettings(steps=2, rank=4, alpha=4.0, learning_rate=1e-3, seed=5)
@@ -91,15 +91,13 @@ def test_a_diffusers_lora_trained_with_the_old_targets_still_loads(diffusers_svd
 
 # --- ComfyUI's own MODEL ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def comfy_svd(tmp_path_factory):
+def comfy_svd(clip_vision):
     from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning
 
-    folder = tmp_path_factory.mktemp("clip_vision")
-    make_clip_vision(folder)
     patcher, vae = make_svd_model(seed=0, dtype=torch.float32)
     clip = moving_clip(4, 32, 32)
     with torch.inference_mode():
-        positive = SVD_img2vid_Conditioning().encode(load_clip_vision(folder), clip[:1], vae, 32, 32, 4, 127, 6, 0.0)[0]
+        positive = SVD_img2vid_Conditioning().encode(clip_vision, clip[:1], vae, 32, 32, 4, 127, 6, 0.0)[0]
     return patcher, vae, positive, clip
 
 
