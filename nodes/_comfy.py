@@ -1,7 +1,8 @@
-"""What every node borrows from ComfyUI: device, progress bar, interrupt check, model folders."""
+"""What every node borrows from ComfyUI: device, progress bar, interrupt check, model folders, the server."""
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +15,14 @@ from ..recapture_core.errors import ReCaptureInputError
 
 #: Our model folders under ComfyUI's models/ (paths a user already configured are kept).
 MODEL_FOLDERS = {"depth": ("depth",)}
+
+
+def prompt_server():
+    """ComfyUI's PromptServer, or None when the pack runs without one (a script, an in-process test).
+
+    ComfyUI imports its ``server`` module before it loads custom nodes; importing it here when it is
+    not loaded would pull in much of ComfyUI for nothing."""
+    return getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
 
 
 def register_model_folders() -> None:

@@ -52,8 +52,9 @@ from ..recapture_core.errors import ReCaptureInputError
 from ..recapture_core.masks import overlay_mask
 from ..recapture_core.validation import check_number, shown
 from ..recapture_core.warp import PREVIEW_SIDE, point_grid, preview_frame
+from ._comfy import prompt_server
 from ._inputs import INPUT_CHECKS
-from .anchor import RECENT, prompt_server
+from .anchor import RECENT
 from .camera import ReCaptureCameraKeyframes, ReCaptureCameraTrajectory
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 
 from ..recapture_core.cache import LRUCache
@@ -15,17 +14,9 @@ from .depth import IMAGE_ALIGNMENT_INPUT
 log = logging.getLogger(__name__)
 
 
-def prompt_server():
-    """ComfyUI's PromptServer, or None when the pack runs without one (a script, an in-process test).
-
-    ComfyUI imports its ``server`` module before it loads custom nodes; importing it here when it is
-    not loaded would pull in much of ComfyUI for nothing."""
-    return getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
-
-
 def _running_prompt_id() -> str | None:
     """The id of the prompt ComfyUI is running: its prompt worker (main.py) sets ``last_prompt_id`` before it runs one."""
-    return getattr(prompt_server(), "last_prompt_id", None)
+    return getattr(_comfy.prompt_server(), "last_prompt_id", None)
 
 
 class RecentRuns:
