@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "fullsize"))
-sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # last: ComfyUI's own top-level `nodes` must win over the pack's nodes/
 
 from _common import machine, write_result  # noqa: E402
 
