@@ -13,7 +13,8 @@ from pathlib import Path
 
 import folder_paths
 
-from ..recapture_core.paths import atomic_write, safe_child, unused_path
+from ..recapture_core.model_files import save_safetensors
+from ..recapture_core.paths import safe_child, unused_path
 from . import _comfy, _meta_batch
 from .svd import COMFY_SUFFIX, LORA_SUBFOLDER, _progress_with_loss, _training_inputs
 
@@ -78,9 +79,7 @@ class _ModelTrainer:
                     "alpha": repr(float(settings.alpha)), "steps": str(settings.steps),
                     "losses": json.dumps([round(v, 6) for v in losses])}
         path = unused_path(target.parent, f"{target.name}_{self.KIND}", COMFY_SUFFIX + ".safetensors")
-        from safetensors.torch import save_file
-
-        atomic_write(path, lambda temporary: save_file(state, temporary, metadata=metadata))
+        save_safetensors(state, path, metadata)
         patched, _ = comfy.sd.load_lora_for_models(model, None, state, 1.0, 0)
         name = path.relative_to(Path(folder_paths.get_folder_paths("loras")[0])).as_posix()
         report = (f"{self.KIND} LoRA on {backbone.name}: rank {settings.rank}, alpha {settings.alpha:g}, {settings.steps} "

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ReCaptureInputError
-from .paths import open_regular_file, shown_name
+from .paths import atomic_write_bytes, open_regular_file, shown_name
 
 #: Text files the pack parses itself (configs, camera files) are read up to this size.
 MAX_TEXT_FILE_BYTES = 64 * 1024 * 1024
@@ -96,3 +96,27 @@ def read_json(path: Path, input_name: str, limit: int = MAX_TEXT_FILE_BYTES, ins
     except ValueError:  # an integer of more digits than Python converts
         raise ReCaptureInputError(input_name, f"{name} holds a number too long to read",
                                   "Check the file, or export it again.", hint) from None
+
+
+def save_safetensors(tensors: dict, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` with ``metadata`` as a safetensors file, atomically, the same bytes for the same content.
+
+    safetensors keeps the metadata in a hash map whose order changes from process to process, so the same LoRA
+    trained twice gave files that differ in their header: no byte comparison, no content-addressed copies. The
+    metadata is put in key order here (the header keeps its length, so no offset moves).
+    """
+    from safetensors.torch import save
+
+    atomic_write_bytes(Path(path), _sorted_metadata(save(tensors, metadata=metadata)))
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    if "__metadata__" not in header:
+        return data
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(text) > size:  # formatted otherwise than the library's writer: keep its bytes
+        return data
+    return data[:8] + text.ljust(size, b" ") + data[8 + size:]

@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ReCaptureInputError
-from ..model_files import reading
-from ..paths import atomic_write
+from ..model_files import reading, save_safetensors
 from .keys import attention_module_to_original
 from .lora import ReCaptureLoRA
 
@@ -18,10 +17,8 @@ _REQUIRED_METADATA = ("kind", "rank", "alpha", "targets", "backbone_architecture
 
 def save_lora(lora: ReCaptureLoRA, path: Path) -> None:
     """Write atomically with the metadata in the safetensors header."""
-    from safetensors.torch import save_file
-
     tensors = {_PREFIX + k: v.contiguous() for k, v in lora.state_dict.items()}
-    atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=lora.metadata()))
+    save_safetensors(tensors, path, lora.metadata())
 
 
 def load_lora(path: Path, input_name: str = "lora_name") -> ReCaptureLoRA:
@@ -71,8 +68,5 @@ def to_comfy_state_dict(lora: ReCaptureLoRA) -> dict[str, torch.Tensor]:
 
 
 def export_comfy_lora(lora: ReCaptureLoRA, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    tensors = to_comfy_state_dict(lora)
     metadata = {"recapture_kind": lora.kind, "recapture_backbone": lora.backbone_name}
-    atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=metadata))
+    save_safetensors(to_comfy_state_dict(lora), path, metadata)
