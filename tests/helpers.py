@@ -6,7 +6,7 @@ from __future__ import annotations
 #: the test process and the server, so tests compare them by kind, not by value).
 FOLDER_LISTS = {"ReCaptureSVDLoader": ("model",), "ReCaptureSVDCheckpointLoader": ("ckpt_name", "architecture"),
                 "ReCaptureLoRALoad": ("lora_name",), "ReCaptureDepthEstimate": ("depth_model",),
-                "ReCaptureCameraImport": ("file",)}
+                "ReCaptureCameraImport": ("file",), "ReCaptureDepthLoad": ("file",)}
 
 
 class Interrupted(Exception):
