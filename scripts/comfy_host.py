@@ -133,6 +133,7 @@ class ComfyServer:
     port: int = field(default_factory=free_port)
     extra_args: tuple[str, ...] = ("--cpu",)
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # on top of this process's environment
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     ready_after_s: float = 0.0
@@ -146,7 +147,7 @@ class ComfyServer:
         log_file = open(self.log_path, "wb")
         cmd = [self.python, "main.py", *self.extra_args, "--base-directory", str(self.base_dir),
                "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch"]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **self.env)
         self.started_at = time.perf_counter()
         self.process = subprocess.Popen(cmd, cwd=self.comfy_dir, stdout=log_file, stderr=subprocess.STDOUT,
                                         env=env, start_new_session=True, preexec_fn=_die_with_parent)
@@ -204,9 +205,13 @@ class ComfyServer:
     def object_info(self) -> dict:
         return self.get_json("/object_info")
 
-    def submit(self, graph: dict) -> str:
-        """Queue an API-format graph; raises PromptRejected when ComfyUI's validation refuses it."""
-        status, body = self.post_json("/prompt", {"prompt": graph, "client_id": uuid.uuid4().hex})
+    def submit(self, graph: dict, client_id: str | None = None, extra_data: dict | None = None) -> str:
+        """Queue an API-format graph; raises PromptRejected when ComfyUI's validation refuses it. ``client_id``: the
+        websocket client that gets its progress; ``extra_data``: kept with the prompt in the history."""
+        payload = {"prompt": graph, "client_id": client_id or uuid.uuid4().hex}
+        if extra_data:
+            payload["extra_data"] = extra_data
+        status, body = self.post_json("/prompt", payload)
         if status != 200:
             raise PromptRejected(body)
         return body["prompt_id"]

@@ -87,7 +87,7 @@ def publish_file_list() -> list[str]:
 
 def test_the_published_package_holds_the_pack_and_nothing_for_development():
     files = publish_file_list()
-    assert not [f for f in files if f.split("/")[0] in ("tests", "bench", "scripts", ".ci")]
+    assert not [f for f in files if f.split("/")[0] in ("tests", "bench", "scripts", ".ci", "recapture_farm")]
     assert not [f for f in files if f.startswith("requirements-")]
     for needed in ("__init__.py", "pyproject.toml", "requirements.txt", "README.md", "LICENSE", "icon.png",
                    "nodes/__init__.py", "nodes/_inputs.py", "recapture_core/warp.py", "recapture_core/svd/configs/svd_xt/unet/config.json",
