@@ -353,3 +353,30 @@ def test_the_pack_never_imports_ray_and_loads_without_it(tmp_path):
             "assert not any(m == 'ray' or m.startswith('ray.') for m in sys.modules)\nprint('OK')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
+
+
+def test_a_clip_with_a_depth_model_estimates_its_depth_once_and_ships_the_file(local_ray, server_base_dir, tmp_path):
+    """DepthEstimate + Save Depth run in the clip's prompt only; each path loads the file (Load Depth)."""
+    from recapture_farm import load_job, run
+
+    shutil.copy(REPO / "assets" / SAMPLE_VIDEO, tmp_path / SAMPLE_VIDEO)
+    (tmp_path / "shots.toml").write_text(
+        f'backbone = "svd"\noutput = "out"\ntrain_steps = 2\n\n[[clips]]\nname = "estimated"\nvideo = "{SAMPLE_VIDEO}"\n'
+        'depth_model = "tiny-depth_anything"\n\n  [[clips.paths]]\n  name = "orbit"\n  preset = "orbit left"\n  amount = 5.0\n\n'
+        '  [[clips.paths]]\n  name = "pan"\n  preset = "pan left"\n  amount = 5.0\n')
+    job = load_job(tmp_path / "shots.toml")
+    manifest = run(job, workers=1, worker_spec=worker_spec(tmp_path, server_base_dir / "models"),
+                   prepare_graph=lambda graph: with_tiny_models(graph, steps=1), progress=False)
+    depth_entry = manifest.data["clips"]["estimated"]["files"]["depth"]
+    from recapture_core.depth_files import load_depth
+
+    depth = load_depth(job.output / depth_entry["path"])
+    assert depth.values.shape == (14, 32, 32)  # the clip's frames at the tiny graphs' size
+    ran = prompts(job.output)
+    estimating = [p["task"] for p in ran if any(n["class_type"] == "ReCaptureDepthEstimate" for n in p["graph"].values())]
+    assert estimating == ["estimated (spatial LoRA)"]
+    for label in ("estimated/orbit", "estimated/pan"):
+        graph = next(p["graph"] for p in ran if p["task"] == label)
+        [loader] = [n for n in graph.values() if n["class_type"] == "ReCaptureDepthLoad"]
+        assert loader["inputs"]["file"] == f"farm_{depth_entry['sha256'][:16]}.depth.safetensors"
+        assert manifest.data["shots"][label]["status"] == "done"
