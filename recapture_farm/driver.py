@@ -17,7 +17,8 @@ from typing import Callable
 
 from . import graphs
 from .graphs import Task, Upload
-from .manifest import Manifest, atomic_write, sha256_bytes
+from .files import atomic_write, file_sha256, sha256_bytes
+from .manifest import Manifest
 from .shotlist import Job, load_job
 from .worker import WorkerSpec
 
@@ -35,6 +36,8 @@ class _Pending:
     clip: str
     kind: str  # "clip" | "shot"
     attempts: int = 0
+    submitted: float = 0.0  # perf_counter at the last submission
+    sent_task: Task | None = None  # the task as last sent (a shot's with its clip's LoRA filled in)
 
 
 @dataclass
@@ -103,7 +106,7 @@ class _Farm:
         for clip in self.job.clips:
             for path in [clip.video, clip.depth_image, *(p.camera_file for p in clip.paths)]:
                 if path is not None and path not in hashes:
-                    hashes[path] = graphs.file_sha256(path)
+                    hashes[path] = file_sha256(path)
             files = graphs.clip_files(clip, hashes)
             task = graphs.clip_task(self.job, clip, files, self.prepare)
             shots = []
@@ -188,7 +191,7 @@ class _Farm:
         for upload in task.uploads:
             present = upload.sha256 in self.present[worker]
             described.append({"folder": upload.folder, "name": upload.name, "sha256": upload.sha256, "present": present,
-                              "mtime": upload.mtime})
+                              "mtime_ns": upload.mtime_ns})
             if present:
                 continue
             if upload.sha256 not in self.blobs and self._share(upload.source.read_bytes()) != upload.sha256:
@@ -200,11 +203,11 @@ class _Farm:
 
     def submit(self, worker: str, pending: _Pending):
         task = pending.task
+        pending.submitted = time.perf_counter()
         if pending.kind == "shot":
             task = graphs.with_spatial_lora(task, self.loras[pending.clip], self.depths.get(pending.clip))
         described, refs = self._upload_args(worker, task)
         pending.attempts += 1
-        pending.submitted = time.perf_counter()
         pending.sent_task = task
         return self.actors[worker].run.remote(task.label, task.graph, described, *refs)
 
@@ -302,7 +305,6 @@ class _Farm:
         waiting = {clip: shots for clip, shots in waiting.items() if clip not in self.loras}
         idle = list(self.actors)
         in_flight: dict = {}  # ref -> (worker, pending)
-        finished = 0
         overall = self._bar(total, "all tasks", 0)
         while ready or in_flight:
             while ready and idle:
@@ -320,7 +322,6 @@ class _Farm:
                     result = {"ok": False, "retryable": True, "error": f"{worker}'s actor died ({type(err).__name__})",
                               "seconds": 0.0}
                     self.replace_worker(worker)
-                self.stats.round_trip_s[label] = time.perf_counter() - pending.submitted
                 self.stats.task_seconds[label] = result.get("seconds", 0.0)
                 if result["ok"]:
                     for upload in pending.sent_task.uploads:
@@ -330,7 +331,8 @@ class _Farm:
                         ready += waiting.pop(pending.clip, [])
                     else:
                         self.finish_shot(pending, worker, result)
-                    finished += 1
+                    # Submission (uploads included) to outputs stored: the worker's time plus the farm's overhead.
+                    self.stats.round_trip_s[label] = time.perf_counter() - pending.submitted
                     overall.update(1)
                 else:
                     retry = result["retryable"] and pending.attempts < self.max_attempts

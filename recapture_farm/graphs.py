@@ -14,13 +14,13 @@ Standard library only: the driver builds graphs without torch or ComfyUI.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .files import file_sha256, sha256_bytes
 from .shotlist import CameraPath, Clip, Job
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,7 +50,9 @@ class Upload:
     name: str
     sha256: str
     source: Path | None = None  # the driver's copy; None for a file made by another task (the spatial LoRA)
-    mtime: float = 0.0  # kept on the worker: ComfyUI's LoadVideo/LoadImage report it, and SaveVideo records that
+    # Kept on the worker to the nanosecond: LoadVideo's IS_CHANGED is the file's time, and SaveVideo writes it
+    # into every video's metadata, so outputs are identical only where the time is.
+    mtime_ns: int = 0
 
 
 @dataclass
@@ -69,17 +71,10 @@ class Task:
     saves: dict[str, str] = field(default_factory=dict)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def graph_key(*parts) -> str:
     """A stable hash of JSON-able parts (graphs, settings): equal keys mean the same work."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return sha256_bytes(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode())
 
 
 def input_upload(path: Path, sha256: str | None = None) -> Upload:
@@ -87,7 +82,7 @@ def input_upload(path: Path, sha256: str | None = None) -> Upload:
     worker and run, so a shot's graph (and its key) depends on what the file holds, never on where it lay.
     LoadVideo and LoadImage list only the input folder's top level, hence no subfolder."""
     sha256 = sha256 or file_sha256(path)
-    return Upload("input", f"farm_{sha256[:16]}_{path.name}", sha256, path, path.stat().st_mtime)
+    return Upload("input", f"farm_{sha256[:16]}_{path.name}", sha256, path, path.stat().st_mtime_ns)
 
 
 def _ancestors(graph: dict, roots: list[str]) -> set[str]:

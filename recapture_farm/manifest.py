@@ -9,7 +9,6 @@ as a whole, so a shot's folder is complete or absent.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,22 +16,12 @@ import time
 import uuid
 from pathlib import Path
 
+from .files import atomic_write, file_sha256, sha256_bytes
+
 MANIFEST = "manifest.json"
 FORMAT = 1
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-    with open(partial, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 class Manifest:
@@ -60,7 +49,7 @@ class Manifest:
 
     # --- what is done --------------------------------------------------------------------
     def _files_intact(self, files: dict) -> bool:
-        return all((self.output / item["path"]).is_file() and _sha256_file(self.output / item["path"]) == item["sha256"]
+        return all((self.output / item["path"]).is_file() and file_sha256(self.output / item["path"]) == item["sha256"]
                    for item in files.values())
 
     def shot_done(self, label: str, key: str) -> bool:
@@ -110,11 +99,3 @@ class Manifest:
 
     def clean_staging(self) -> None:
         shutil.rmtree(self.output / ".staging", ignore_errors=True)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -8,7 +8,6 @@ server's own folders, their hashes checked first.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 import comfy_host  # noqa: E402  (standard library only: starts and talks to a ComfyUI server)
+
+from .files import atomic_write, file_sha256, sha256_bytes  # noqa: E402
 
 #: A server that does not answer /system_stats within this many seconds is taken for hung.
 HEALTH_TIMEOUT_S = 20.0
@@ -128,25 +129,23 @@ class ComfyWorker:
 
     def has_file(self, folder: str, name: str, sha256: str) -> bool:
         path = self._folder(folder) / name
-        return path.is_file() and _sha256_file(path) == sha256
+        return path.is_file() and file_sha256(path) == sha256
 
-    def put_file(self, folder: str, name: str, sha256: str, data: bytes, mtime: float = 0.0) -> None:
+    def put_file(self, folder: str, name: str, sha256: str, data: bytes, mtime_ns: int = 0) -> None:
         """Write ``data`` to ``<folder>/<name>`` after checking it is what the driver hashed (atomically), with the
         driver's modification time: ComfyUI's loaders report it (IS_CHANGED) and SaveVideo writes that into each
         video's metadata, so the same file must look the same on every worker for outputs to be identical."""
-        found = hashlib.sha256(data).hexdigest()
+        found = sha256_bytes(data)
         if found != sha256:
             raise ValueError(f"{self.name}: {name} arrived damaged (sha256 {found[:16]}, expected {sha256[:16]})")
         root = self._folder(folder).resolve()
         target = (root / name).resolve()
         if root not in target.parents:
             raise ValueError(f"{self.name}: {name!r} lies outside {folder}/")
-        if not (target.is_file() and _sha256_file(target) == sha256):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-            partial.write_bytes(data)
-            os.replace(partial, target)
-        os.utime(target, (mtime, mtime))
+        if target.is_file() and file_sha256(target) == sha256:
+            os.utime(target, ns=(mtime_ns, mtime_ns))
+        else:
+            atomic_write(target, data, mtime_ns)
 
     def read_file(self, folder: str, name: str) -> bytes:
         """A file the server wrote: ``output`` (via GET /view, as any client) or ``loras`` (the worker's own folder)."""
@@ -168,7 +167,7 @@ class ComfyWorker:
             missing = iter(blobs)
             for upload in uploads:
                 if not upload.get("present"):
-                    self.put_file(upload["folder"], upload["name"], upload["sha256"], next(missing), upload["mtime"])
+                    self.put_file(upload["folder"], upload["name"], upload["sha256"], next(missing), upload["mtime_ns"])
             if not self._healthy():
                 self._restart()
             client_id = uuid.uuid4().hex
@@ -234,13 +233,6 @@ class ComfyWorker:
     def remove_base_directory(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
 
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _ProgressListener:

@@ -380,3 +380,18 @@ def test_a_clip_with_a_depth_model_estimates_its_depth_once_and_ships_the_file(l
         [loader] = [n for n in graph.values() if n["class_type"] == "ReCaptureDepthLoad"]
         assert loader["inputs"]["file"] == f"farm_{depth_entry['sha256'][:16]}.depth.safetensors"
         assert manifest.data["shots"][label]["status"] == "done"
+
+
+def test_files_reach_a_worker_with_their_modification_time_to_the_nanosecond(tmp_path):
+    """LoadVideo reports a file's time (IS_CHANGED) and SaveVideo writes that into each video: a time that lost
+    digits on its way made the same shot's video differ between servers."""
+    from recapture_farm.files import atomic_write
+
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"video")
+    os.utime(source, ns=(1_796_246_271_533_658_123, 1_796_246_271_533_658_123))
+    target = tmp_path / "input" / "farm_clip.mp4"
+    atomic_write(target, source.read_bytes(), source.stat().st_mtime_ns)
+    assert target.stat().st_mtime_ns == source.stat().st_mtime_ns
+    assert os.path.getmtime(target) == os.path.getmtime(source)
+    assert target.read_bytes() == b"video" and not list(target.parent.glob(".*partial"))
