@@ -96,8 +96,8 @@ def comfy_server(server_base_dir):
 # --- tests/fullsize: which full-size runs a test run makes ---------------------------------------------------
 # ``RECAPTURE_FULLSIZE`` is a comma list of servers (svd_xt,
 # svd_xt_diffusers, wan, depth), ``all``, or ``none``; unset, ``depth`` (Depth Anything V2 Small: 100 MB, about a
-# minute). The backbones are opt-in: making their files takes about 15 minutes and 12 GB of disk the first time,
-# and one backbone's run takes 5-20 minutes on 2 CPU cores, more than the whole rest of the suite.
+# minute). CI (.ci/run) sets ``all``; locally the backbones are opt-in: their files take 12 GB of disk (a few
+# minutes to make, the first time) and together they run about 20 minutes on 2 CPU cores, more than the rest.
 #: The servers of tests/fullsize/test_fullsize_models.py, by test name.
 FULLSIZE_SERVERS = {"svd_xt_single_file": "svd_xt", "svd_xt_diffusers": "svd_xt_diffusers", "wan21": "wan",
            "depth_anything": "depth"}
