@@ -173,15 +173,16 @@ class _Farm:
 
     def preflight(self, tasks: list[Task]) -> None:
         """Refuse the job before any prompt when a worker cannot run one of its graphs, naming worker and file."""
-        problems = []
+        needed_by: dict[str, list[str]] = {}  # "worker ... has no ..." -> the tasks that need it
         for name, worker in self.workers.items():
             for task in tasks:
-                problems += [f"{name} ({worker['host']}, {worker['url']}) {problem}: needed by {task.label}"
-                             for problem in check_graph(task, worker)]
-        if problems:
-            unique = list(dict.fromkeys(problems))
-            raise FarmError("a worker cannot run this job, nothing was started:\n  " + "\n  ".join(unique[:20])
-                            + ("\n  ..." if len(unique) > 20 else "")
+                for problem in check_graph(task, worker):
+                    needed_by.setdefault(f"{name} ({worker['host']}, {worker['url']}) {problem}", []).append(task.label)
+        if needed_by:
+            lines = [f"{problem}: needed by {', '.join(labels[:4])}{f' and {len(labels) - 4} more' if len(labels) > 4 else ''}"
+                     for problem, labels in needed_by.items()]
+            raise FarmError("a worker cannot run this job, nothing was started:\n  " + "\n  ".join(lines[:20])
+                            + ("\n  ..." if len(lines) > 20 else "")
                             + "\nPut the missing files in the workers' models folders (or fix the shot list), then run again.")
 
     # --- running ---------------------------------------------------------------------------

@@ -366,7 +366,7 @@ def test_a_clip_with_a_depth_model_estimates_its_depth_once_and_ships_the_file(l
         '  [[clips.paths]]\n  name = "pan"\n  preset = "pan left"\n  amount = 5.0\n')
     job = load_job(tmp_path / "shots.toml")
     manifest = run(job, workers=1, worker_spec=worker_spec(tmp_path, server_base_dir / "models"),
-                   prepare_graph=lambda graph: with_tiny_models(graph, steps=1), progress=False)
+                   prepare_graph=lambda graph: with_tiny_models(graph, steps=1), progress=True)  # the bars' code runs too
     depth_entry = manifest.data["clips"]["estimated"]["files"]["depth"]
     from recapture_core.depth_files import load_depth
 
