@@ -28,7 +28,7 @@ import torch
 from .depth import DEPTH_KINDS, DepthMaps, check_depth_values
 from .errors import ReCaptureInputError
 from .model_files import read_bytes, save_safetensors
-from .paths import is_regular_file, open_regular_file, regular_file, safe_child, shown_name
+from .paths import list_regular_files, open_regular_file, regular_file, safe_child, shown_name
 
 SUFFIX = ".depth.safetensors"
 MARKER_KEY = "recapture_depth"
@@ -37,7 +37,6 @@ FORMAT_VERSION = "1"
 MAX_DEPTH_FILE_BYTES = 4 * 1024 ** 3
 #: A safetensors header longer than this is damage, not a depth file (ours is a few hundred bytes).
 MAX_HEADER_BYTES = 1024 * 1024
-_LISTING_DEPTH = 3  # folders below this depth are not searched for depth files (as camera files)
 _FIX = "Pick a depth file written by Save Depth (ReCapture), or save the depth again."
 
 
@@ -172,16 +171,8 @@ def load_depth(path: str | os.PathLike, input_name: str = "file", inside: str | 
 # --- a folder of depth files (ComfyUI's input/) ----------------------------------------------------
 def list_depth_files(root: str | os.PathLike) -> list[str]:
     """Names (relative to ``root``, with ``/``) of the ``*.depth.safetensors`` files a user may pick, a few folders
-    deep. Only regular files whose real path stays under ``root`` are offered: no FIFO or device, no link out."""
-    found = []
-    for directory, subdirs, files in os.walk(root):
-        if os.path.relpath(directory, root).count(os.sep) >= _LISTING_DEPTH:
-            subdirs[:] = []
-        for entry in files:
-            path = os.path.join(directory, entry)
-            if entry.endswith(SUFFIX) and is_regular_file(path, inside=root):
-                found.append(os.path.relpath(path, root).replace(os.sep, "/"))
-    return sorted(found)
+    deep, regular files inside ``root`` only (:func:`~.paths.list_regular_files`)."""
+    return list_regular_files(root, lambda name: name.endswith(SUFFIX))
 
 
 def depth_file_path(folder: str | os.PathLike, name: str, input_name: str = "file") -> Path:

@@ -111,6 +111,21 @@ def is_regular_file(path: str | os.PathLike, inside: str | os.PathLike | None = 
     return True
 
 
+def list_regular_files(root: str | os.PathLike, wanted: Callable[[str], bool], max_depth: int = 3) -> list[str]:
+    """Names (relative to ``root``, with ``/``) of the files under ``root`` whose name ``wanted`` accepts, at most
+    ``max_depth`` folders deep: the files a node offers for picking. Only regular files whose real path stays
+    under ``root`` are offered: no FIFO or device (a reader would block on it), no link leading out."""
+    found = []
+    for directory, subdirs, files in os.walk(root):
+        if os.path.relpath(directory, root).count(os.sep) >= max_depth:
+            subdirs[:] = []
+        for name in files:
+            path = os.path.join(directory, name)
+            if wanted(name) and is_regular_file(path, inside=root):
+                found.append(os.path.relpath(path, root).replace(os.sep, "/"))
+    return sorted(found)
+
+
 def open_regular_file(path: str | os.PathLike, input_name: str, inside: str | os.PathLike | None = None,
                       hint: str | None = None) -> io.BufferedReader:
     """``path`` opened for reading, checked by :func:`regular_file` before it is opened and again after.

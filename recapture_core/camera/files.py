@@ -32,7 +32,7 @@ from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_
 
 from ..errors import ReCaptureInputError
 from ..model_files import read_bytes, read_json, read_text, reading
-from ..paths import atomic_write_text, is_regular_file, safe_child, shown_name, unused_path
+from ..paths import atomic_write_text, list_regular_files, safe_child, shown_name, unused_path
 from .conventions import DEFAULT_HFOV_DEG, OPENCV_FROM_OPENGL, normalized_intrinsics_from_hfov
 from .poses import invert_pose, make_pose
 from .trajectory import CameraTrajectory
@@ -410,22 +410,12 @@ def from_recammaster(data: dict, camera: int = 1, hfov_deg: float = DEFAULT_HFOV
 
 # --- file-level entry points ------------------------------------------------------------------
 _COLMAP_FILES = ("cameras.txt", "images.txt")
-_LISTING_DEPTH = 3  # folders below this depth are not searched for camera files
 
 
 def list_camera_files(root: Path | str) -> list[str]:
     """Names (relative to ``root``, with ``/``) of the camera files a user may pick: ``*.json``, pose ``*.txt``
-    and COLMAP folders by their images.txt, a few folders deep. Only regular files whose real path
-    stays under ``root`` are offered: no FIFO or device, no link leading out."""
-    found = []
-    for directory, subdirs, files in os.walk(root):
-        if os.path.relpath(directory, root).count(os.sep) >= _LISTING_DEPTH:
-            subdirs[:] = []
-        for name in files:
-            path = os.path.join(directory, name)
-            if name.endswith((".json", ".txt")) and name != "cameras.txt" and is_regular_file(path, inside=root):
-                found.append(os.path.relpath(path, root).replace(os.sep, "/"))
-    return sorted(found)
+    and COLMAP folders by their images.txt, a few folders deep (:func:`~..paths.list_regular_files`)."""
+    return list_regular_files(root, lambda name: name.endswith((".json", ".txt")) and name != "cameras.txt")
 
 
 def _is_colmap(path: Path) -> bool:
