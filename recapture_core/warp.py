@@ -16,9 +16,13 @@ splat is hand-written, because kornia has none:
 * **Silhouettes of curved surfaces.** At a depth edge the near surface ends somewhere between two
   pixel centres. Where it recedes faster and faster towards the edge (the rim of a ball, the side
   of a cylinder, seen at a grazing angle) it ends at its limb, found from its last depth samples
-  (:func:`_limb`): its edge pixel's footprint reaches exactly there, to where the limb projects in
+  (:func:`_limb`: the circle through them in the plane of the camera centre and the image line,
+  exact for a ball): its edge pixel's footprint reaches exactly there, to where the limb projects in
   the target (a grazing sliver stretches far more than its inner neighbours tell), and the farther
-  pixel's footprint starts there. Elsewhere (a box's face) both reach halfway, as the pixel squares do.
+  pixel's footprint starts there. Both end on the silhouette's tangent, not on the pixel's axis (a
+  silhouette runs slanted through the pixels): the near one on the tangent of the limb's projection
+  in the target, the far one on the tangent in the source (:func:`_silhouette_tangents`). Elsewhere
+  (a box's face) both reach halfway, as the pixel squares do.
 * **Exact z-buffer.** Every (target pixel, candidate) pair becomes one int64 key: the float32
   bits of the candidate's depth (ordered like the depths, as they are positive) over its source
   point's index. ``scatter_reduce(..., "amin")`` keeps the nearest candidate of every pixel; ties
@@ -213,32 +217,66 @@ def _inside_smooth_surface(depth: torch.Tensor, jump_x: torch.Tensor, jump_y: to
     return smooth, (edges[0], edges[1])
 
 
-def _limb(last_step: torch.Tensor, step_before: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _limb(z0: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, s0: torch.Tensor, pitch: torch.Tensor,
+          across: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where a surface that recedes towards a depth edge turns away from the camera (its limb).
 
-    ``last_step``, ``step_before`` ``[N]``: the surface's last two depth steps towards the edge (from its
-    second pixel before the edge to the first, and from the first to the edge pixel). Near a limb the
-    image position s of a surface point is a parabola in its depth z, ``s = s_L - c (z - z_L)^2`` (the
-    ray is tangent where ds/dz = 0), and the parabola through the edge pixel (s = 0) and its two inner
-    neighbours (s = -1, -2) finds it (exactly for a parabola; for the rim of a ball of 15 to 50 pixels'
-    radius about 0.12 px off on average, against 0.28 for the halfway point). Returns whether the
-    surface recedes faster and faster and turns within a pixel beyond the edge pixel (within
-    LIMB_SLACK), the limb's distance beyond it in pixels (clamped to 0..1) and the surface's depth there
-    minus the edge pixel's.
+    ``z0, z1, z2`` ``[N]``: the depths of the edge pixel and of its two inner neighbours along an image
+    row or column; ``s0``: the edge pixel's normalised image coordinate along that line (``(x - cx) / fx``
+    for a row), ``pitch``: the normalised step of one pixel outwards (``+-1 / fx``), ``across``: the line's
+    normalised coordinate across it (``(y - cy) / fy`` for a row); no skew.
+
+    The three samples are 3D points in the plane through the camera centre and the image line. The circle
+    through them is the cut of a ball through that plane, exactly, whatever its size and distance; and
+    the limb is where a ray from the camera centre touches that circle. (A parabola through the samples
+    in image position against depth, as this was first, puts the limb of a ball of 20 pixels' radius 0.17
+    px short on average, 0.07-0.16 px for larger ones: enough to lose 6% of the thin crescents a dolly
+    opens beside small balls.) An upright cylinder's cut by a tilted row plane is an ellipse barely off
+    that circle (0.004 px). Returns whether the surface recedes faster and faster and turns within a pixel
+    beyond the edge pixel (within LIMB_SLACK), the limb's distance beyond it in pixels (clamped to 0..1)
+    and the surface's depth there minus the edge pixel's.
     """
+    dtype = z0.dtype
+    z0, z1, z2, s0, pitch, across = (t.double() for t in (z0, z1, z2, s0, pitch, across))
+    last_step, step_before = z0 - z1, z1 - z2
     receding = (step_before > 0) & (last_step > step_before)
-    a1 = torch.where(receding, last_step, 2.0)
-    a2 = torch.where(receding, step_before, 1.0)
-    growth = a1 - a2
-    # s(z) through (0, z0), (-1, z0 - a1), (-2, z0 - a1 - a2); its vertex is the limb.
-    depth_offset = a2 * (a1 + a2) / (2 * growth) - 0.5 * a1
-    curvature = growth / (a1 * a2 * (a1 + a2))  # c
-    position = depth_offset / a1 - curvature * depth_offset * (depth_offset + a1)
-    valid = receding & (position >= -LIMB_SLACK) & (position <= 1 + LIMB_SLACK)
-    limb = position.clamp(0.0, 1.0)
-    # A limb taken into the gap from beyond it: the parabola's depth there, on the branch the samples are on.
-    depth_offset = depth_offset - ((position - limb).clamp(min=0.0) / curvature).sqrt()
-    return valid, limb, torch.minimum(depth_offset.clamp(min=0.0), GRAZING_GROWTH * a1)
+    # In-plane coordinates: a along the line's axis, b along (0, across, 1) / q: a sample at image
+    # coordinate s and depth z is z * (s, q), and an in-plane point (a, b) is seen at s = q a / b, depth b / q.
+    q = (1.0 + across * across).sqrt()
+    a0, b0 = z0 * s0, z0 * q
+    # The circle's centre relative to sample 0, from the two chords to samples 1 and 2.
+    a1, b1 = z1 * (s0 - pitch) - a0, (z1 - z0) * q
+    a2, b2 = z2 * (s0 - 2 * pitch) - a0, (z2 - z0) * q
+    cross = 2 * (a1 * b2 - b1 * a2)
+    cross = torch.where(receding & (cross != 0), cross, torch.ones_like(cross))
+    n1, n2 = a1 * a1 + b1 * b1, a2 * a2 + b2 * b2
+    centre_a, centre_b = (b2 * n1 - b1 * n2) / cross, (a1 * n2 - a2 * n1) / cross
+    radius2 = centre_a * centre_a + centre_b * centre_b
+    centre_a, centre_b = centre_a + a0, centre_b + b0  # from the camera centre
+    distance2 = centre_a * centre_a + centre_b * centre_b
+    outside = distance2 > radius2
+    # The two tangent points c (1 - r^2 / D) +- r sqrt(D - r^2) / D perp(c); the limb is the one further out.
+    along = 1.0 - radius2 / distance2
+    sideways = (radius2 * (distance2 - radius2).clamp(min=0.0)).sqrt() / distance2
+    tangents = []
+    for sign in (1.0, -1.0):
+        ta, tb = centre_a * along - sign * sideways * centre_b, centre_b * along + sign * sideways * centre_a
+        tangents.append((q * ta / tb, tb / q))  # image coordinate, depth
+    (sa, za), (sb, zb) = tangents
+    first = (sa - sb) * pitch > 0
+    position = (torch.where(first, sa, sb) - s0) / pitch
+    depth = torch.where(first, za, zb)
+    valid = (receding & outside & torch.isfinite(position) & (position >= -LIMB_SLACK)
+             & (position <= 1 + LIMB_SLACK))
+    limb = position.nan_to_num(0.5).clamp(0.0, 1.0)
+    # A limb taken into the gap from beyond it: where the ray there meets the circle's near side.
+    s = s0 + pitch * limb
+    dot = s * centre_a + q * centre_b
+    norm = s * s + q * q
+    inside = (dot * dot - norm * (distance2 - radius2)).clamp(min=0.0)
+    depth = torch.where(position > limb, (dot - inside.sqrt()) / norm, depth)
+    offset = (depth - z0).nan_to_num(0.0).clamp(min=0.0)
+    return valid, limb.to(dtype), torch.minimum(offset, GRAZING_GROWTH * last_step).to(dtype)
 
 
 class _Silhouettes(NamedTuple):
@@ -246,39 +284,110 @@ class _Silhouettes(NamedTuple):
 
     ``point``/``axis``/``side``/``extent`` ``[k]``: the footprint of band point ``point`` reaches
     ``extent`` source pixels along ``axis`` (0 = x, 1 = y) towards lower (side 0) or higher (side 1)
-    coordinates. The near pixel's entries come first, ``limbs`` of them, with ``limb_uv [2, limbs]``:
-    where the limb projects in the target, which its footprint's outer side reaches.
+    coordinates, ``widen [k]`` further where its end is slanted (see ``normal``; the near pixels' follows from
+    ``limb_normal``). The near pixel's entries come first, ``limbs`` of them, with ``limb [limbs]``: where the
+    limb is along that axis (source pixels beyond the pixel) and ``limb_uv [2, limbs]``: where it projects
+    in the target, which its footprint's secant reaches, and ``limb_normal [2, limbs]``: the footprint ends on
+    the line through it with this normal (target pixels, pointing away from the pixel; 0 for none).
+    ``normal [2, k]`` and ``offset [k]``: the far pixels' half-planes ``normal . s <= offset`` (``s``: source
+    pixels from the pixel, along x and y) on their side of the silhouette's tangent (normal 0 and offset inf
+    where there is none, and for the near pixels).
     """
 
     point: torch.Tensor
     axis: torch.Tensor
     side: torch.Tensor
     extent: torch.Tensor
+    widen: torch.Tensor
     limbs: int
+    limb: torch.Tensor
     limb_uv: torch.Tensor
+    limb_normal: torch.Tensor
+    normal: torch.Tensor
+    offset: torch.Tensor
+
+
+#: Crossings of a silhouette within this many pixels (rows and columns) of one give its tangent there.
+TANGENT_WINDOW = 2
+#: Reach across the silhouette's axis over which a slanted silhouette widens a footprint's axial reach.
+LATERAL_REACH = 0.5 + SMOOTH_REACH
+
+
+def _silhouette_tangents(crossing: torch.Tensor, near: torch.Tensor, near_depth: torch.Tensor, direction: torch.Tensor,
+                         height: int, width: int, *curves: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Unit tangents ``[2, k]`` of silhouettes at their crossings ``[2, k]`` (x, y, source pixels) of the
+    segments between ``near [k]`` pixels (flat index in an ``[height, width]`` map, depth ``near_depth``) and
+    their farther neighbours (``direction [k]``: 0..3 for -x, +x, -y, +y), and of the ``curves [2, k]`` that
+    follow the crossings (where their limbs project in the target); and whether they were found.
+
+    A silhouette crosses the segments between pixel centres about once a pixel; those of one near surface
+    within TANGENT_WINDOW pixels lie on an arc of it, and the arc's principal direction is its tangent at
+    the middle (a ball of 11 pixels' radius sags 0.2 px over that window, evenly on both sides).
+    """
+    k, device = near.shape[0], near.device
+    # The crossings by direction and near pixel, in a map padded by the window so that no look-up leaves it.
+    pad = TANGENT_WINDOW
+    padded = width + 2 * pad
+    cells = (height + 2 * pad) * padded
+    row = torch.div(near, width, rounding_mode="floor")
+    cell = (row + pad) * padded + (near - row * width) + pad
+    grid = torch.full((4 * cells,), -1, dtype=torch.int32, device=device)
+    grid[direction * cells + cell] = torch.arange(k, dtype=torch.int32, device=device)
+    span = torch.arange(-pad, pad + 1, device=device)
+    window = (span[:, None] * padded + span).reshape(-1)
+    window = (torch.arange(4, device=device)[:, None] * cells + window).reshape(-1)  # [4 w]
+    found = grid.take(cell[:, None] + window).view(-1)  # [k * 4 w]: the crossings around each, -1 for none
+    pairs = torch.nonzero(found >= 0).squeeze(1)
+    query, other = torch.div(pairs, window.shape[0], rounding_mode="floor"), found.index_select(0, pairs).long()
+    # Of the same near surface and within the window's radius (few: about 2 * TANGENT_WINDOW + 1 each).
+    offset = crossing.index_select(1, other) - crossing.index_select(1, query)
+    depth = near_depth.index_select(0, query)
+    keep = torch.nonzero(((near_depth.index_select(0, other) - depth).abs() <= SAME_SURFACE * depth)
+                         & (offset.square().sum(0) <= (pad + 0.5) ** 2)).squeeze(1)
+    query, other, offset = query.index_select(0, keep), other.index_select(0, keep), offset.index_select(1, keep)
+    count = torch.zeros(k, dtype=crossing.dtype, device=device).index_add_(0, query, torch.ones_like(query, dtype=crossing.dtype))
+    tangents, ok = [], count >= 3
+    for curve in (crossing, *curves):
+        p = offset if curve is crossing else curve.index_select(1, other) - curve.index_select(1, query)  # about its own
+        sums = torch.zeros(5, k, dtype=curve.dtype, device=device)
+        sums.index_add_(1, query, torch.stack([p[0], p[1], p[0] * p[0], p[1] * p[1], p[0] * p[1]]))
+        mean_x, mean_y = sums[0] / count, sums[1] / count
+        xx, yy, xy = sums[2] - count * mean_x * mean_x, sums[3] - count * mean_y * mean_y, sums[4] - count * mean_x * mean_y
+        angle = 0.5 * torch.atan2(2 * xy, xx - yy)
+        # An arc, not a cluster: spread along one direction.
+        trace, det = xx + yy, xx * yy - xy * xy
+        ok &= det <= 0.1 * trace * trace
+        tangents.append(torch.stack([angle.cos(), angle.sin()]))
+    return tangents, ok
 
 
 def _silhouettes(d: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor], top: int, inner: slice,
-                 homography: torch.Tensor, parallax: torch.Tensor) -> _Silhouettes | None:
+                 homography: torch.Tensor, parallax: torch.Tensor, K_source: torch.Tensor) -> _Silhouettes | None:
     """The silhouettes of curved surfaces among the depth ``edges`` of ``d [h, W]`` (source rows ``top ..``),
-    for the points of rows ``inner`` of ``d`` (flattened): None when there is none.
+    for the points of rows ``inner`` of ``d`` (flattened): None when there is none. ``K_source [3, 3]``: the
+    source camera's pixel intrinsics, for the limb fits.
 
     At an edge the near surface ends somewhere between the two pixel centres. Where it turns away
     from the camera (:func:`_limb`), it ends at its limb: the near pixel's footprint reaches the limb
     (in the target, exactly where the limb projects: a surface seen at a grazing angle stretches far
     more there than its inner neighbours tell) and the far pixel's footprint, behind, starts there.
+    A silhouette runs slanted through the pixels, so both footprints end on its tangent there
+    (:func:`_silhouette_tangents`), a line through the limb, not on the pixel's axis: an axis-aligned end
+    overshoots it on one side of the pixel and falls short on the other, which at a diagonal rim under a
+    dolly (the limb pixels stretch several pixels in the target) covers the holes beside it.
     Elsewhere (a box's face, a blend) each reaches halfway, as without this.
     """
     height, width = d.shape
     values = d.reshape(-1)
-    near_parts, far_parts = [], []
+    K = K_source.double()
+    found = []
     for axis, edge in enumerate(edges):
         stride, size = (1, width) if axis == 0 else (width, height)
         pairs = torch.nonzero(edge)  # [k, 2]: (row, column) of the lower pixel of each pair
-        if axis == 1:  # a pair across rows touches the band when either of its rows is in it
-            pairs = pairs[(pairs[:, 0] >= inner.start - 1) & (pairs[:, 0] < inner.stop)]
-        else:
-            pairs = pairs[(pairs[:, 0] >= inner.start) & (pairs[:, 0] < inner.stop)]
+        # The band's own pairs (a pair across rows touches the band when either of its rows is in it) and
+        # those within TANGENT_WINDOW rows, whose crossings give the tangents.
+        first_row = inner.start - TANGENT_WINDOW - (1 if axis == 1 else 0)
+        pairs = pairs[(pairs[:, 0] >= first_row) & (pairs[:, 0] < inner.stop + TANGENT_WINDOW)]
         if pairs.numel() == 0:
             continue
         position = pairs[:, 1 - axis]
@@ -291,50 +400,79 @@ def _silhouettes(d: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor], top:
         inner1 = (near - outward * stride).clamp(0, values.numel() - 1)
         inner2 = (near - 2 * outward * stride).clamp(0, values.numel() - 1)
         z0, z1, z2 = values[near], values[inner1], values[inner2]
-        valid, limb, depth_offset = _limb(z0 - z1, z1 - z2)
         # A silhouette, not the next step of a steep surface: the jump dwarfs the surface's own step; and a
-        # surface seen at a grazing angle, not a face-on one whose depth rounding happens to grow.
-        valid &= (available & ((values[upper] - values[lower]).abs() >= EDGE_DOMINANCE * (z0 - z1))
-                  & (z0 - z1 >= LIMB_MIN_STEP * z0))
+        # surface seen at a grazing angle, not a face-on one whose depth rounding happens to grow; receding
+        # faster and faster (checked here too, so that only these few are fitted).
+        candidate = (available & ((values[upper] - values[lower]).abs() >= EDGE_DOMINANCE * (z0 - z1))
+                     & (z0 - z1 >= LIMB_MIN_STEP * z0) & (z1 - z2 > 0) & (z0 - z1 > z1 - z2))
+        pick = torch.nonzero(candidate).squeeze(1)
+        if pick.numel() == 0:
+            continue
+        near, outward, z0, z1, z2 = near[pick], outward[pick], z0[pick], z1[pick], z2[pick]
+        # Normalised image coordinates of the edge pixel along the line and across it (no skew).
+        row = torch.div(near, width, rounding_mode="floor")
+        x_n = ((near - row * width).double() - K[0, 2]) / K[0, 0]
+        y_n = ((row + top).double() - K[1, 2]) / K[1, 1]
+        focal = K[0, 0] if axis == 0 else K[1, 1]
+        valid, limb, depth_offset = _limb(z0, z1, z2, x_n if axis == 0 else y_n, outward / focal,
+                                          y_n if axis == 0 else x_n)
         if not bool(valid.any()):
             continue
         pick = torch.nonzero(valid).squeeze(1)
-        near, outward, depth_offset = near[pick], outward[pick], depth_offset[pick]
-        limb = limb[pick].clamp(MIN_EXTENT, 1.0 - MIN_EXTENT)
-        far = near + outward * stride
-        # The limb in the source image, lifted with its depth and projected into the target.
-        row = torch.div(near, width, rounding_mode="floor")
-        x = (near - row * width).to(d.dtype)
-        y = (row + top).to(d.dtype)
-        if axis == 0:
-            x = x + outward * limb
-        else:
-            y = y + outward * limb
-        ray = homography[:, 0, None] * x + homography[:, 1, None] * y + homography[:, 2, None]  # [3, k]
-        moved = ray * (z0[pick] + depth_offset) + parallax[:, None]
-        limb_uv = moved[:2] / moved[2]
-        side = (outward > 0).to(torch.int64)
-        near_parts.append((near, axis, side, limb, limb_uv))
-        far_parts.append((far, axis, 1 - side, 1.0 - limb))
-    if not near_parts:
+        found.append((near[pick], outward[pick], limb[pick].clamp(MIN_EXTENT, 1.0 - MIN_EXTENT), depth_offset[pick],
+                      torch.full_like(pick, axis)))
+    if not found:
         return None
-    first = inner.start * width
-    last = inner.stop * width
+    near, outward, limb, depth_offset, axis = (torch.cat(parts) for parts in zip(*found))
+    stride = torch.where(axis == 0, 1, width)
+    far = near + outward * stride
+    row = torch.div(near, width, rounding_mode="floor")
+    x = (near - row * width).to(d.dtype)
+    y = (row + top).to(d.dtype)  # source rows: the same arithmetic whatever the band
+    along_x = axis == 0
+    step = outward * limb
+    crossing = torch.stack([x + torch.where(along_x, step, 0.0), y + torch.where(along_x, 0.0, step)])  # [2, k]
+    # The limb in the source image, lifted with its depth and projected into the target; and the near pixel.
+    def project(px, py, depth):
+        moved = (homography[:, 0, None] * px + homography[:, 1, None] * py + homography[:, 2, None]) * depth
+        moved = moved + parallax[:, None]
+        return moved[:2] / moved[2]
 
-    def in_band(parts):
-        index = torch.cat([p[0] for p in parts])
-        axis = torch.cat([torch.full_like(p[0], p[1]) for p in parts])
-        keep = (index >= first) & (index < last)
-        return keep, index - first, axis
+    limb_uv = project(crossing[0], crossing[1], values[near] + depth_offset)
+    (tangent, limb_tangent), has_tangent = _silhouette_tangents(
+        crossing, near, values[near], 2 * axis + (outward > 0).long(), height, width, limb_uv)
+    # The outward normal of the silhouette (from the near surface to the far one) at its crossing.
+    normal = torch.stack([-tangent[1], tangent[0]]).to(d.dtype)
+    outward_axis = torch.stack([torch.where(along_x, outward, 0), torch.where(along_x, 0, outward)]).to(d.dtype)
+    normal = torch.where((normal * outward_axis).sum(0) < 0, -normal, normal)
+    normal_along = (normal * outward_axis).sum(0)  # > 0: the component along the pair's axis, outwards
+    has_tangent &= normal_along > 0.05
+    # Along its axis a footprint reaches as far as the slanted line does within its reach across it.
+    widen = torch.where(has_tangent, (normal.abs().sum(0) - normal_along) / normal_along.clamp(min=0.05) * LATERAL_REACH,
+                        0.0)
+    # The far pixel keeps its side of the tangent through the crossing: -normal . s <= -normal . (crossing - far),
+    # with crossing - far = crossing - near - the outward axis.
+    far_offset = normal_along - (normal * (crossing - torch.stack([x, y]))).sum(0)
+    no_plane = ~has_tangent
+    normal = normal.masked_fill(no_plane, 0.0)
+    far_offset = far_offset.masked_fill(no_plane, math.inf)
+    # The near pixel ends where the limb projects in the target, along that curve's tangent there (the
+    # stretch of a grazing surface bends the source's tangent far off it): its half-plane is set in
+    # target pixels, turned towards where the pixel itself lands (its inner side).
+    limb_normal = torch.stack([-limb_tangent[1], limb_tangent[0]]).to(d.dtype)
+    towards_pixel = (limb_normal * (project(x, y, values[near]) - limb_uv)).sum(0)
+    limb_normal = torch.where(towards_pixel > 0, -limb_normal, limb_normal).masked_fill(no_plane, 0.0)
+    side = (outward > 0).to(torch.int64)
 
-    keep_near, near_point, near_axis = in_band(near_parts)
-    keep_far, far_point, far_axis = in_band(far_parts)
-    limb_uv = torch.cat([p[4] for p in near_parts], dim=1)[:, keep_near]
-    return _Silhouettes(
-        torch.cat([near_point[keep_near], far_point[keep_far]]), torch.cat([near_axis[keep_near], far_axis[keep_far]]),
-        torch.cat([torch.cat([p[2] for p in near_parts])[keep_near], torch.cat([p[2] for p in far_parts])[keep_far]]),
-        torch.cat([torch.cat([p[3] for p in near_parts])[keep_near], torch.cat([p[3] for p in far_parts])[keep_far]]),
-        int(keep_near.sum()), limb_uv)
+    first, last = inner.start * width, inner.stop * width
+    keep_near = (near >= first) & (near < last)
+    keep_far = (far >= first) & (far < last)
+    both = lambda a, b: torch.cat([a[keep_near], b[keep_far]])  # noqa: E731
+    return _Silhouettes(both(near - first, far - first), both(axis, axis), both(side, 1 - side),
+                        both(limb, 1.0 - limb), both(torch.zeros_like(widen), widen), int(keep_near.sum()), limb[keep_near],
+                        limb_uv[:, keep_near],
+                        limb_normal[:, keep_near], torch.cat([torch.zeros_like(normal[:, keep_near]), -normal[:, keep_far]], dim=1),
+                        both(torch.full_like(far_offset, math.inf), far_offset))
 
 
 def _pixel_table(colors: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
@@ -344,13 +482,13 @@ def _pixel_table(colors: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
 
 
 def _bilinear_same_surface(pixels: torch.Tensor, width: int, x: torch.Tensor, y: torch.Tensor,
-                           reference_depth: torch.Tensor) -> torch.Tensor:
+                           reference_depth: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
     """Sample colours bilinearly at ``x, y [N]`` (source pixels), using only taps on the same surface.
 
     ``pixels`` is :func:`_pixel_table`'s ``[H * W, C + 1]``. A tap whose depth differs from
     ``reference_depth [N]`` (the winning source pixel's) by more than SAME_SURFACE relative is left
-    out and the other weights renormalised, so colours never blend across a depth edge. The winning
-    pixel is always one of the four taps. Returns ``[C, N]``.
+    out and the other weights renormalised, so colours never blend across a depth edge. Where none is on
+    that surface, the colour is that of the winning pixel, ``own [N]`` (flat index). Returns ``[C, N]``.
     """
     count, planes = pixels.shape
     height, channels = count // width, planes - 1
@@ -376,7 +514,13 @@ def _bilinear_same_surface(pixels: torch.Tensor, width: int, x: torch.Tensor, y:
         for rows, weight in taps[1:]:
             colour[c].addcmul_(rows[c], weight)
     # Exact when one tap has all the weight: v * 1 + w * 0 + ... == v, and v / 1 == v.
-    return colour.div_(weight_sum)
+    colour.div_(weight_sum)
+    # No tap on the winner's surface (a position at the far end of a footprint stretched to a limb, or off a
+    # sliver): the winner's own colour (``own [N]``: its pixel), not 0 / 0.
+    lost = torch.nonzero(weight_sum == 0).squeeze(1)
+    if lost.numel():
+        colour.index_copy_(1, lost, pixels.index_select(0, own.index_select(0, lost))[:, :channels].T.to(colour.dtype))
+    return colour
 
 
 def _snap(coordinate: torch.Tensor) -> torch.Tensor:
@@ -413,8 +557,10 @@ def _splat_block(best: torch.Tensor, width: int, key: torch.Tensor, offset_u: to
 
 def _splat_spans(best: torch.Tensor, width: int, height: int, key: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
                  lo_u: torch.Tensor, lo_v: torch.Tensor, span_u: torch.Tensor, span_v: torch.Tensor,
-                 inverse_jacobian: tuple, reach: torch.Tensor, max_footprint: int) -> None:
-    """z-buffer every candidate centre ``lo + (du, dv)`` within ``span`` of ``[m]`` points, checking the frame's bounds."""
+                 inverse_jacobian: tuple, reach: torch.Tensor, max_footprint: int, planes: torch.Tensor | None = None
+                 ) -> None:
+    """z-buffer every candidate centre ``lo + (du, dv)`` within ``span`` of ``[m]`` points, checking the frame's bounds
+    (and the half-planes ``planes [2, 3, m]``, :class:`_BandFootprints`)."""
     a00, a01, a10, a11 = inverse_jacobian
     n = height * width
     span = int(min(max(float(span_u.max()), float(span_v.max()), 1.0), max_footprint + 1))
@@ -426,6 +572,9 @@ def _splat_spans(best: torch.Tensor, width: int, height: int, key: torch.Tensor,
             sy = a10 * du_px + a11 * dv_px
             covered = ((sx.abs() <= reach[0]) & (sy.abs() <= reach[1]) & (cu >= 0) & (cu <= width - 1) & (cv >= 0)
                        & (cv <= height - 1) & (span_u > du) & (span_v > dv))
+            if planes is not None:
+                for n_x, n_y, c in planes:
+                    covered &= n_x * sx + n_y * sy <= c
             pixel = torch.where(covered, cv * width + cu, n).long()
             best.scatter_reduce_(0, pixel, torch.where(covered, key, torch.iinfo(torch.int64).max), reduce="amin",
                                  include_self=True)
@@ -463,8 +612,9 @@ def project_rows(depth: torch.Tensor, first_row: int, homography: torch.Tensor, 
 #: for every 2.4 MB temporary). A GPU takes the whole frame at once.
 BAND_POINTS = 1 << 16
 #: Rows above and below a band that its stencils read (the flying-pixel filter reaches 4: its distance-2
-#: stencil and the step before; limb fits 3; differences 1).
-HALO_ROWS = 4
+#: stencil and the step before; silhouette tangents 5: limb fits 3 rows deep, TANGENT_WINDOW rows around;
+#: differences 1).
+HALO_ROWS = 5
 
 
 def _rows_per_band(height: int, width: int, device: torch.device) -> int:
@@ -478,7 +628,9 @@ class _BandFootprints(NamedTuple):
     entries; centre_u, centre_v: the footprint's centre (the projection, but where a footprint reaches
     further to one side, towards a silhouette); reach ``[2, m]``: footprint half-size in source pixels
     along source x and y (-1: renders nothing); lo_u, lo_v: first candidate pixel centre; span_u,
-    span_v: candidate centres per axis; usable: the point renders at all.
+    span_v: candidate centres per axis; usable: the point renders at all; planes ``[2, 3, m]`` or None: up
+    to two half-planes ``n . t <= c`` of source offsets from the centre that a footprint ends on besides its
+    reach (a silhouette's tangent, :func:`_silhouettes`; ``c`` inf for none).
     """
 
     u: torch.Tensor
@@ -494,11 +646,13 @@ class _BandFootprints(NamedTuple):
     span_u: torch.Tensor
     span_v: torch.Tensor
     usable: torch.Tensor
+    planes: torch.Tensor | None
 
 
 def _band_footprints(depth: torch.Tensor, row0: int, row1: int, homography: torch.Tensor, parallax: torch.Tensor,
-                     edge_threshold: float, max_footprint: int) -> _BandFootprints:
-    """The footprints of source rows ``row0 .. row1 - 1`` of ``depth [H, W]`` (stencils read HALO_ROWS beyond)."""
+                     edge_threshold: float, max_footprint: int, K_source: torch.Tensor) -> _BandFootprints:
+    """The footprints of source rows ``row0 .. row1 - 1`` of ``depth [H, W]`` (stencils read HALO_ROWS beyond);
+    ``K_source [3, 3]``: the source camera's pixel intrinsics, for the limb fits of curved silhouettes."""
     height = depth.shape[0]
     top, bottom = max(0, row0 - HALO_ROWS), min(height, row1 + HALO_ROWS)
     d = depth[top:bottom]  # [h, W] with halo
@@ -519,31 +673,39 @@ def _band_footprints(depth: torch.Tensor, row0: int, row1: int, homography: torc
     # Beyond half a pixel only towards neighbours of the same surface.
     reach = torch.where(flat(smooth), 0.5 + SMOOTH_REACH, 0.5 + COVER_EPS).to(d.dtype)
     centre_u, centre_v = u, v
-    silhouettes = _silhouettes(d, edges, top, inner, homography, parallax)
+    planes = None
+    silhouettes = _silhouettes(d, edges, top, inner, homography, parallax, K_source)
     if silhouettes is not None:
-        reach, centre_u, centre_v, (j00, j10, j01, j11) = _reach_to_silhouettes(silhouettes, reach, u, v,
-                                                                                 (j00, j10, j01, j11))
+        reach, centre, plain_centre, (j00, j10, j01, j11), planes = _reach_to_silhouettes(silhouettes, reach, u, v,
+                                                                                           (j00, j10, j01, j11))
+        centre_u, centre_v = centre
     det = j00 * j11 - j01 * j10
     usable = (flat(keep) & (depth_here > MIN_DEPTH) & (z > MIN_DEPTH) & torch.isfinite(u) & torch.isfinite(v)
               & (det.abs() > 1e-12))
     inverse_det = torch.where(usable, det.reciprocal(), torch.zeros_like(det))
     reach.masked_fill_(~usable, -1.0)
-    half_u = (reach[0] * j00.abs() + reach[1] * j01.abs()).clamp_(0, max_footprint / 2.0)
-    half_v = (reach[0] * j10.abs() + reach[1] * j11.abs()).clamp_(0, max_footprint / 2.0)
+    half_u = reach[0] * j00.abs() + reach[1] * j01.abs()
+    half_v = reach[0] * j10.abs() + reach[1] * j11.abs()
+    window_u, window_v = centre_u, centre_v  # the candidate pixels lie around here
+    if silhouettes is not None:
+        window_u = torch.where(half_u > max_footprint / 2.0, plain_centre[0], centre_u)
+        window_v = torch.where(half_v > max_footprint / 2.0, plain_centre[1], centre_v)
+    half_u, half_v = half_u.clamp_(0, max_footprint / 2.0), half_v.clamp_(0, max_footprint / 2.0)
     u, v = u.masked_fill(~usable, 0.0), v.masked_fill(~usable, 0.0)
     if silhouettes is not None:
         centre_u, centre_v = centre_u.masked_fill(~usable, 0.0), centre_v.masked_fill(~usable, 0.0)
+        window_u, window_v = window_u.masked_fill(~usable, 0.0), window_v.masked_fill(~usable, 0.0)
     else:
-        centre_u, centre_v = u, v
-    lo_u, lo_v = torch.ceil(centre_u - half_u - COVER_EPS), torch.ceil(centre_v - half_v - COVER_EPS)
+        centre_u, centre_v = window_u, window_v = u, v
+    lo_u, lo_v = torch.ceil(window_u - half_u - COVER_EPS), torch.ceil(window_v - half_v - COVER_EPS)
     return _BandFootprints(u, v, centre_u, centre_v, z, depth_here,
                            (j11 * inverse_det, -j01 * inverse_det, -j10 * inverse_det, j00 * inverse_det), reach,
-                           lo_u, lo_v, torch.floor(centre_u + half_u + COVER_EPS) - lo_u + 1,
-                           torch.floor(centre_v + half_v + COVER_EPS) - lo_v + 1, usable)
+                           lo_u, lo_v, torch.floor(window_u + half_u + COVER_EPS) - lo_u + 1,
+                           torch.floor(window_v + half_v + COVER_EPS) - lo_v + 1, usable, planes)
 
 
 def _reach_to_silhouettes(silhouettes: _Silhouettes, reach: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
-                          jacobian: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
+                          jacobian: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple, torch.Tensor]:
     """Footprints that reach further to one side than the other (:func:`_silhouettes`), as centred ones.
 
     A footprint spans ``[-lower, higher]`` source pixels along each axis (``reach [2, m]`` on both sides
@@ -551,9 +713,13 @@ def _reach_to_silhouettes(silhouettes: _Silhouettes, reach: torch.Tensor, u: tor
     the image of its middle. A limb pixel's footprint runs, along the limb's axis, from where its inner
     side maps (the pixel's own Jacobian) to where the limb projects: its Jacobian column there becomes
     that secant. ``jacobian``: ``(du/dx, dv/dx, du/dy, dv/dy)`` ``[m]`` each. Returns the half-sizes
-    ``[2, m]``, the centres ``[m]`` and the Jacobian.
+    ``[2, m]``, the centres ``[2, m]`` (u, v), the centres without the widening of slanted ends ``[2, m]``, the
+    Jacobian and the half-planes ``[2, 3, m]``: per axis of the entries
+    they come from, ``(n_x, n_y, c)`` of ``n . t <= c`` in the centred footprint's source offsets ``t``
+    (``c`` inf for none; a point with two entries along one axis keeps neither).
     """
     point, axis, side, extent = silhouettes.point, silhouettes.axis, silhouettes.side, silhouettes.extent
+    widen = silhouettes.widen.to(reach.dtype)
     reaches = torch.stack([reach, reach])  # [side, axis, m]
     reaches.index_put_((side, axis, point), extent.to(reach.dtype))
     columns = torch.stack(jacobian).reshape(2, 2, -1)  # [axis, u|v, m]
@@ -561,7 +727,7 @@ def _reach_to_silhouettes(silhouettes: _Silhouettes, reach: torch.Tensor, u: tor
     if silhouettes.limbs:
         limb_point, limb_axis = point[:silhouettes.limbs], axis[:silhouettes.limbs]
         outward = (side[:silhouettes.limbs] * 2 - 1).to(reach.dtype)
-        limb = extent[:silhouettes.limbs].to(reach.dtype)
+        limb = silhouettes.limb.to(reach.dtype)
         inner_reach = reaches[1 - side[:silhouettes.limbs], limb_axis, limb_point]
         column = columns[limb_axis, :, limb_point].T  # [2, l]
         inner_end = torch.stack([u[limb_point], v[limb_point]]) - outward * column * inner_reach
@@ -569,14 +735,54 @@ def _reach_to_silhouettes(silhouettes: _Silhouettes, reach: torch.Tensor, u: tor
         columns[limb_axis, :, limb_point] = secant.T
         # Where the pixel itself would map on the secant: the footprint is anchored at its inner end.
         anchor_shift = inner_end + outward * secant * inner_reach - torch.stack([u[limb_point], v[limb_point]])
-    lower, higher = reaches[0][:, touched], reaches[1][:, touched]  # [axis, t]
-    middle = (higher - lower) / 2
-    shift = columns[0][:, touched] * middle[0] + columns[1][:, touched] * middle[1]  # [u|v, t]
-    centre = torch.stack([u, v])
-    centre[:, touched] += shift
+        # The limb's line in the target, as a half-plane of source offsets s from the pixel (c = (u, v) + J s
+        # on the secant's map): (J^T n) . s <= n . (limb_uv - (u, v)); along its axis the footprint reaches as
+        # far as that line does within its reach across.
+        limb_normal = silhouettes.limb_normal.to(reach.dtype)
+        limb_plane = (columns[:, :, limb_point] * limb_normal[None]).sum(1)  # [axis, l]
+        has_plane = limb_normal.abs().sum(0) > 0
+        along = limb_plane[limb_axis, torch.arange(limb_axis.shape[0], device=limb_axis.device)] * outward
+        across = limb_plane[1 - limb_axis, torch.arange(limb_axis.shape[0], device=limb_axis.device)].abs()
+        has_plane &= along > 1e-6 * (along.abs() + across)
+        widen = widen.clone()
+        widen[:silhouettes.limbs] = torch.where(has_plane, across / along.clamp(min=1e-12) * LATERAL_REACH, 0.0)
+
+    def centred(reaches):
+        lower, higher = reaches[0][:, touched], reaches[1][:, touched]  # [axis, t]
+        middle = (higher - lower) / 2
+        shift = columns[0][:, touched] * middle[0] + columns[1][:, touched] * middle[1]  # [u|v, t]
+        centre = torch.stack([u, v])
+        centre[:, touched] += shift
+        if silhouettes.limbs:
+            centre.index_add_(1, limb_point, anchor_shift)
+        return middle, centre
+
+    # Footprints clamped to max_footprint keep the pixels around the middle of what they cover: the middle of
+    # their box up to the limb (a slanted end, widened on one side and cut on the other, keeps it there).
+    _, plain_centre = centred(reaches)
+    reaches.index_put_((side, axis, point), torch.minimum(extent.to(reach.dtype) + widen, torch.ones_like(widen)))
+    middle, centre = centred(reaches)
+    # Half-planes, from the pixel's source offsets s to the centred footprint's t = s - middle.
+    m = u.shape[0]
+    planes = torch.zeros(2, 3, m, dtype=reach.dtype, device=reach.device)
+    planes[:, 2] = math.inf
+    normal = silhouettes.normal.to(reach.dtype)
+    middles = torch.zeros(2, m, dtype=reach.dtype, device=reach.device)
+    middles[:, touched] = middle
+    offset = silhouettes.offset.to(reach.dtype) - (normal * middles[:, point]).sum(0)
     if silhouettes.limbs:
-        centre.index_add_(1, limb_point, anchor_shift)
-    return (reaches[0] + reaches[1]) / 2, centre[0], centre[1], tuple(columns.reshape(4, -1))
+        # c = centre + J t: n . (centre + J t - limb_uv) <= 0.
+        normal = normal.clone()
+        normal[:, :silhouettes.limbs] = limb_plane
+        limb_offset = (limb_normal * (silhouettes.limb_uv.to(reach.dtype) - centre[:, limb_point])).sum(0)
+        offset[:silhouettes.limbs] = torch.where(has_plane, limb_offset, math.inf)
+    single = torch.bincount(axis * m + point, minlength=2 * m)[axis * m + point] == 1
+    single &= torch.isfinite(offset)
+    slot, at = axis[single], point[single]
+    planes[slot, 0, at] = normal[0, single]
+    planes[slot, 1, at] = normal[1, single]
+    planes[slot, 2, at] = offset[single]
+    return (reaches[0] + reaches[1]) / 2, centre, plain_centre, tuple(columns.reshape(4, -1)), planes
 
 
 def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tensor, world_to_target: torch.Tensor,
@@ -609,7 +815,7 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
     band_rows = _rows_per_band(height, width, device)
     for row0 in range(0, height, band_rows):
         row1 = min(height, row0 + band_rows)
-        band = _band_footprints(depth, row0, row1, homography, parallax, edge_threshold, max_footprint)
+        band = _band_footprints(depth, row0, row1, homography, parallax, edge_threshold, max_footprint, K_source)
         u, v, z, lo_u, lo_v, span_u, span_v, reach = (band.u, band.v, band.z, band.lo_u, band.lo_v, band.span_u,
                                                         band.span_v, band.reach)
         centre_u, centre_v = band.centre_u, band.centre_v
@@ -624,6 +830,8 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
         # few and run gathered, over their whole span.
         in_block = (max_footprint >= 2) & ((span_u <= 2) & (span_v <= 2) & (lo_u >= 0) & (lo_u <= width - 2) & (lo_v >= 0)
                     & (lo_v <= height - 2))
+        if band.planes is not None:  # footprints that end on a slanted silhouette: few, gathered
+            in_block &= ~torch.isfinite(band.planes[:, 2]).any(0)
         if height > 1 and width > 1:
             _splat_block(best, width, key_of_point, lo_u - centre_u, lo_v - centre_v, lo_u, lo_v, (a00, a01, a10, a11),
                          reach.masked_fill(~in_block, -1.0))
@@ -634,7 +842,7 @@ def splat_frame(colors: torch.Tensor, depth: torch.Tensor, K_source: torch.Tenso
             pick = lambda t: t.index_select(0, rest)  # noqa: E731
             _splat_spans(best, width, height, pick(key_of_point), pick(centre_u), pick(centre_v), pick(lo_u), pick(lo_v),
                          pick(span_u), pick(span_v), tuple(map(pick, (a00, a01, a10, a11))), reach.index_select(1, rest),
-                         max_footprint)
+                         max_footprint, None if band.planes is None else band.planes.index_select(2, rest))
         # Source position of target centre c: p + J^-1 (c - (u, v)) = J^-1 c + (p - J^-1 (u, v)).
         source_x = columns.expand(row1 - row0, width).reshape(-1)
         source_y = torch.arange(row0, row1, dtype=dtype, device=device)[:, None].expand(row1 - row0, width).reshape(-1)
@@ -672,7 +880,7 @@ def _colour_by_backward_refinement(colors: torch.Tensor, depth: torch.Tensor, be
         centre_u, centre_v = target_u.to(dtype), target_v.to(dtype)
         sample_x = _snap(torch.addcmul(torch.addcmul(offset_x, a00, centre_u), a01, centre_v))
         sample_y = _snap(torch.addcmul(torch.addcmul(offset_y, a10, centre_u), a11, centre_v))
-        colour = _bilinear_same_surface(pixels, width, sample_x, sample_y, reference)
+        colour = _bilinear_same_surface(pixels, width, sample_x, sample_y, reference, source)
         image.index_copy_(1, found, colour.to(colors.dtype))
         target_depth.index_copy_(0, found, w_z)
     return image.reshape(-1, height, width).permute(1, 2, 0), valid, target_depth.reshape(height, width)

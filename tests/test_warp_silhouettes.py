@@ -132,13 +132,58 @@ def test_grazing_pixels_of_a_rim_are_surface_and_blends_are_not():
 
 
 @pytest.mark.parametrize("precision", ["float", "16-bit"])
-@pytest.mark.parametrize("scene, move", [("balls", "orbit"), ("balls", "truck"), ("close", "dolly"), ("close", "orbit"),
-                                         ("close", "truck")])
+@pytest.mark.parametrize("scene, move", [("balls", "dolly"), ("balls", "orbit"), ("balls", "truck"), ("close", "dolly"),
+                                         ("close", "orbit"), ("close", "truck")])
 def test_holes_follow_curved_silhouettes(scene, move, precision):
     # Before the footprints stopped at the limbs, orbit and truck reached 0.970 and 0.975 on the balls,
-    # the dolly 0.883 on the close scene (a whole column of the cylinder's rim missing).
+    # the dolly 0.883 on the close scene (a whole column of the cylinder's rim missing). With limbs from a
+    # parabola through the last samples (0.1-0.2 px short on balls of 11-47 px) and footprints ending on
+    # the pixel's axis (at a diagonal rim the stretched limb pixels cover the holes beside it), the dolly
+    # on the small balls reached 0.938.
     preset, amount = MOVES[move]
     trajectory = preset_trajectory(preset, amount, 2, subject_distance=SUBJECT_DISTANCE.get((scene, move), 3.0))
     holes, truth = holes_and_truth(SCENES[scene], trajectory, PRECISIONS[precision])
     assert int(truth.sum()) > 1000  # the move really opens holes beside the silhouettes
     assert iou(holes, truth) >= 0.98, iou(holes, truth)
+
+
+#: IoU of the hole mask on depth saved in 8 bits (an open item of issue 28), measured with the parabola limbs
+#: and axis-aligned footprint ends / with the circle limbs and slanted ends. Dequantising (recapture_core.depth)
+#: leaves the last samples before a rim up to 0.3 codes off (its local line fit smooths across the rim's
+#: growing steps, clamped to the code's cell), and a rim's last steps are 0.5-1 code there: limbs fitted to
+#: them land 0.1-0.5 px off, no better than halfway.
+EIGHT_BIT = {("balls", "dolly"): (0.897, 0.901), ("balls", "orbit"): (0.983, 0.984), ("balls", "truck"): (0.974, 0.975),
+             ("close", "dolly"): (0.888, 0.888), ("close", "orbit"): (0.973, 0.973), ("close", "truck"): (0.980, 0.979)}
+
+
+@pytest.mark.parametrize("scene, move", [
+    case if EIGHT_BIT[case][1] >= 0.98 else pytest.param(*case, marks=pytest.mark.xfail(
+        reason="open item of issue 28: limbs from depth saved in 8 bits", strict=True))
+    for case in EIGHT_BIT])
+def test_holes_follow_curved_silhouettes_in_8_bit_depth(scene, move):
+    preset, amount = MOVES[move]
+    trajectory = preset_trajectory(preset, amount, 2, subject_distance=SUBJECT_DISTANCE.get((scene, move), 3.0))
+    holes, truth = holes_and_truth(SCENES[scene], trajectory, PRECISIONS["8-bit"])
+    assert int(truth.sum()) > 1000
+    print(f"{scene} {move} 8-bit: IoU {iou(holes, truth):.4f} (measured {EIGHT_BIT[scene, move]})")
+    assert iou(holes, truth) >= 0.98, iou(holes, truth)
+
+
+@pytest.mark.parametrize("scene, move", [("balls", "dolly"), ("close", "orbit"), ("balls", "truck")])
+def test_bands_of_rows_render_curved_silhouettes_as_the_whole_frame_does(monkeypatch, scene, move):
+    # Limb fits, silhouette tangents (a window of crossings around each) and their footprints cross band
+    # borders; the colour of a footprint stretched to a limb is a real colour (no tap on its surface: 0 / 0).
+    import recapture_core.warp as warp
+
+    preset, amount = MOVES[move]
+    trajectory = preset_trajectory(preset, amount, 2, subject_distance=SUBJECT_DISTANCE.get((scene, move), 3.0))
+    colour, depth = source_view(SCENES[scene], trajectory, None)
+    frames, depths = colour.expand(2, H, W, 3), depth.expand(2, H, W).contiguous()
+    monkeypatch.setattr(warp, "BAND_POINTS", 1 << 30)
+    whole = warp_video(frames, depths, trajectory)
+    monkeypatch.setattr(warp, "BAND_POINTS", 7 * W)
+    banded = warp_video(frames, depths, trajectory)
+    assert not torch.isnan(whole.anchor).any()
+    assert torch.equal(banded.valid_mask, whole.valid_mask)
+    assert torch.equal(banded.anchor, whole.anchor)
+    assert torch.equal(banded.depth, whole.depth)
