@@ -227,7 +227,7 @@ class _Farm:
         self.stats.object_store_bytes += len(lora) + (len(depth) if depth else 0)
         entry = self.manifest.clip(pending.clip)
         entry.update(status="done", key=pending.task.key, worker=worker, seconds=round(result["seconds"], 3),
-                     files=self.manifest.store(f"{pending.clip}/{CLIP_FOLDER}", files))
+                     inputs=_inputs(pending.sent_task), files=self.manifest.store(f"{pending.clip}/{CLIP_FOLDER}", files))
         self.manifest.save()
         self.loras[pending.clip] = graphs.lora_upload(self._share(lora))
         if depth is not None:
@@ -251,7 +251,7 @@ class _Farm:
             self.stats.object_store_bytes += len(data)
         entry = self.manifest.shot(task.label)
         entry.update(status="done", key=task.key, worker=worker, prompt_id=result["prompt_id"], seed=self.job.seed,
-                     seconds=round(result["seconds"], 3), files=self.manifest.store(task.label, files))
+                     seconds=round(result["seconds"], 3), inputs=_inputs(task), files=self.manifest.store(task.label, files))
         self.manifest.save()
 
     def record_failure(self, pending: _Pending, worker: str, error: str, retry: bool) -> None:
@@ -418,6 +418,13 @@ class _Farm:
         self.manifest.save()
         if own_ray:
             ray.shutdown()
+
+
+def _inputs(task: Task) -> dict[str, dict]:
+    """What a task was given, for the manifest: each uploaded file's name on the workers, its hash and, for the
+    user's own files, where it came from."""
+    return {upload.name: {"sha256": upload.sha256, **({"source": str(upload.source)} if upload.source else {})}
+            for upload in task.uploads}
 
 
 def _texts(outputs: dict, reports: dict[str, str]) -> dict[str, str]:

@@ -158,11 +158,18 @@ def test_two_workers_render_every_shot_training_each_spatial_lora_once(two_worke
     assert len(ran) == 6  # 2 clips + 4 shots, nothing twice
     assert len({p["worker"] for p in ran}) == 2  # both servers worked
     # The LoRA each path used is its clip's, uploaded by hash: the manifest's file is what the graph names.
+    from recapture_farm import graphs
+
     for label in SHOT_LABELS:
         graph = json.loads((job.output / label / "graph.json").read_text())
         lora = next(n["inputs"]["lora_name"] for n in graph.values() if n["class_type"] == "LoraLoaderModelOnly")
         clip = manifest.data["clips"][label.split("/")[0]]
         assert lora == f"recapture_farm/{clip['files']['spatial_lora']['sha256'][:16]}.safetensors"
+    video_sha256 = graphs.file_sha256(REPO / "assets" / SAMPLE_VIDEO)
+    inputs = manifest.data["shots"]["sample/orbit"]["inputs"]
+    assert inputs[f"farm_{video_sha256[:16]}_{SAMPLE_VIDEO}"]["sha256"] == video_sha256
+    spatial = manifest.data["clips"]["sample"]["files"]["spatial_lora"]["sha256"]
+    assert inputs[f"recapture_farm/{spatial[:16]}.safetensors"]["sha256"] == spatial
     stats = manifest.data["runs"][-1]["stats"]
     assert stats["object_store_bytes"] > (REPO / "assets" / SAMPLE_VIDEO).stat().st_size
     assert not (job.output / ".staging").exists()
