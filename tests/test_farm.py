@@ -402,3 +402,26 @@ def test_files_reach_a_worker_with_their_modification_time_to_the_nanosecond(tmp
     assert target.stat().st_mtime_ns == source.stat().st_mtime_ns
     assert os.path.getmtime(target) == os.path.getmtime(source)
     assert target.read_bytes() == b"video" and not list(target.parent.glob(".*partial"))
+
+
+def test_a_wan_shot_list_renders_through_workflow_8s_graphs(local_ray, server_base_dir, tmp_path):
+    """backbone = "wan": the same split of workflow 8 (Load Diffusion Model, text conditioning, KSampler)."""
+    from recapture_farm import load_job, run
+
+    for name in (SAMPLE_VIDEO, SAMPLE_DEPTH):
+        shutil.copy(REPO / "assets" / name, tmp_path / name)
+    (tmp_path / "shots.toml").write_text(
+        f'backbone = "wan"\noutput = "out"\ntrain_steps = 2\nprompt = "a box in front of a wall"\n\n[[clips]]\n'
+        f'name = "box"\nvideo = "{SAMPLE_VIDEO}"\ndepth_image = "{SAMPLE_DEPTH}"\ndepth_near = 1.5\ndepth_far = 6.0\n\n'
+        '  [[clips.paths]]\n  name = "orbit"\n  preset = "orbit left"\n  amount = 5.0\n')
+    job = load_job(tmp_path / "shots.toml")
+    manifest = run(job, workers=1, worker_spec=worker_spec(tmp_path, server_base_dir / "models"),
+                   prepare_graph=lambda graph: with_tiny_models(graph, steps=1), progress=False)
+    assert manifest.data["shots"]["box/orbit"]["status"] == "done"
+    graph = json.loads((job.output / "box" / "orbit" / "graph.json").read_text())
+    kinds = {node["class_type"] for node in graph.values()}
+    assert {"UNETLoader", "LoraLoaderModelOnly", "ReCaptureMaskedTemporalLoRATrainModel", "KSampler"} <= kinds
+    assert "ReCaptureSpatialLoRATrainModel" not in kinds
+    texts = [node["inputs"]["text"] for node in graph.values() if node["class_type"] == "ReCaptureTestWanText"]
+    assert "a box in front of a wall" in texts
+    assert (job.output / "box" / "orbit" / "reshot.mp4").read_bytes()[4:8] == b"ftyp"
