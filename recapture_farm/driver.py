@@ -65,7 +65,7 @@ def default_worker_spec(scratch_dir: str | None = None, models_dir: str | None =
 def check_graph(task: Task, worker: dict) -> list[str]:
     """What keeps ``worker`` from running ``task``, checked against its server's own node definitions: node types
     it lacks, and choices (model files) its folders do not hold. Files the farm uploads are not checked."""
-    uploaded = {upload.name for upload in task.uploads} | {graphs.SPATIAL_LORA_PLACEHOLDER, "<depth of the clip>"}
+    uploaded = {upload.name for upload in task.uploads} | {graphs.SPATIAL_LORA_PLACEHOLDER, graphs.DEPTH_PLACEHOLDER}
     info, problems = worker["object_info"], []
     for node_id, node in task.graph.items():
         kind = node["class_type"]

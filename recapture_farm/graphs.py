@@ -40,6 +40,8 @@ SHOT_FILES = {"save_result": "reshot", "save_anchor": "anchor", "save_holes": "h
 LORA_FOLDER = "recapture_farm"
 #: Stands for the spatial LoRA's file name in a path graph until the clip's LoRA exists.
 SPATIAL_LORA_PLACEHOLDER = "<spatial LoRA of the clip>"
+#: Likewise the estimated depth file's name, for a clip with a depth model.
+DEPTH_PLACEHOLDER = "<depth of the clip>"
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ def path_task(job: Job, clip: Clip, path: CameraPath, files: ClipFiles, clip_key
                                  "strength_model": 1.0}}
     if clip.depth_model is not None:
         del graph["depth_file"]
-        graph["depth"] = {"class_type": "ReCaptureDepthLoad", "inputs": {"file": "<depth of the clip>"}}
+        graph["depth"] = {"class_type": "ReCaptureDepthLoad", "inputs": {"file": DEPTH_PLACEHOLDER}}
     temporal = next(name for name, node in graph.items() if node["class_type"] == TEMPORAL_TRAINER)
     graph["report_temporal_lora"] = {"class_type": "PreviewAny", "inputs": {"source": [temporal, 1]}}
     graph = pruned(graph)
@@ -263,7 +265,7 @@ def with_spatial_lora(task: Task, lora: Upload, depth: Upload | None = None) -> 
     for node in graph.values():
         if node["class_type"] == "LoraLoaderModelOnly" and node["inputs"]["lora_name"] == SPATIAL_LORA_PLACEHOLDER:
             node["inputs"]["lora_name"] = lora.name
-        elif node["class_type"] == "ReCaptureDepthLoad" and depth is not None:
+        elif node["class_type"] == "ReCaptureDepthLoad" and node["inputs"]["file"] == DEPTH_PLACEHOLDER:
             node["inputs"]["file"] = depth.name
     return Task(task.label, graph, task.uploads + [lora] + ([depth] if depth else []), task.key, task.reports, task.saves)
 
