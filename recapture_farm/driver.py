@@ -98,11 +98,11 @@ class _Farm:
         self.bars: dict = {}
 
     # --- planning --------------------------------------------------------------------------
-    def plan(self) -> tuple[list[_Pending], dict[str, list[_Pending]]]:
-        """Clip tasks to run now, and per clip the shot tasks waiting for its LoRA (finished shots left out)."""
+    def plan(self) -> tuple[list[_Pending], dict[str, list[_Pending]], dict[str, dict]]:
+        """Clip tasks to run now, per clip the shot tasks waiting for its LoRA (finished shots left out), and the
+        manifest entries of clips whose LoRA an earlier run made."""
         hashes: dict[Path, str] = {}
-        clip_tasks, waiting = [], {}
-        self.shot_tasks: dict[str, Task] = {}
+        clip_tasks, waiting, made = [], {}, {}
         for clip in self.job.clips:
             for path in [clip.video, clip.depth_image, *(p.camera_file for p in clip.paths)]:
                 if path is not None and path not in hashes:
@@ -112,7 +112,6 @@ class _Farm:
             shots = []
             for path in clip.paths:
                 shot = graphs.path_task(self.job, clip, path, files, task.key, self.prepare)
-                self.shot_tasks[shot.label] = shot
                 if self.manifest.shot_done(shot.label, shot.key):
                     log.info("%s: done in an earlier run, skipped", shot.label)
                     continue
@@ -122,12 +121,13 @@ class _Farm:
             waiting[clip.name] = shots
             done = self.manifest.clip_lora(clip.name, task.key)
             if done:
-                self._lora_from_manifest(clip.name, done)
+                made[clip.name] = done
             else:
                 clip_tasks.append(_Pending(task, clip.name, "clip"))
-        return clip_tasks, waiting
+        return clip_tasks, waiting, made
 
     def _lora_from_manifest(self, clip: str, entry: dict) -> None:
+        """Share a LoRA (and depth) an earlier run left in the output folder: no need to train it again."""
         for stem, registry, make in (("spatial_lora", self.loras, graphs.lora_upload),
                                      ("depth", self.depths, graphs.depth_upload)):
             if stem in entry["files"]:
@@ -267,7 +267,7 @@ class _Farm:
         import ray
 
         started = time.perf_counter()
-        clip_tasks, waiting = self.plan()
+        clip_tasks, waiting, made = self.plan()
         if not waiting:
             log.info("every shot is done already: nothing to run")
             return self.manifest
@@ -275,6 +275,8 @@ class _Farm:
         if own_ray:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                      runtime_env={"env_vars": {"PYTHONPATH": str(graphs.REPO)}})
+        for clip, entry in made.items():  # after ray.init: ray.put would start a Ray of its own before it
+            self._lora_from_manifest(clip, entry)
         count = self.requested_workers or _default_worker_count(self.spec.gpu)
         self.manifest.start_run({"workers": count, "shots": sum(len(v) for v in waiting.values()),
                                  "versions": _versions()})

@@ -308,6 +308,8 @@ def test_ctrl_c_leaves_a_resumable_manifest_and_a_rerun_skips_finished_shots(loc
     assert all(manifest.data["shots"][label]["status"] == "done" for label in SHOT_LABELS)
     sent = [p["task"] for p in prompts(job.output)]
     assert not set(done) & set(sent), sent  # no prompt for a finished shot
+    made = [clip for clip, entry in first["clips"].items() if entry["status"] == "done"]
+    assert made and not {f"{clip} (spatial LoRA)" for clip in made} & set(sent), sent  # nor for a LoRA made before
     assert sorted(set(SHOT_LABELS) - set(done)) == sorted(t for t in sent if "/" in t)
     for label in done:  # untouched by the second run
         assert manifest.data["shots"][label]["files"] == first["shots"][label]["files"]
