@@ -153,7 +153,11 @@ class _Farm:
         started = time.perf_counter()
         self.actors = {f"worker-{i}": self.actor_class.remote(f"worker-{i}", self.spec) for i in range(count)}
         names = list(self.actors)
-        described = ray.get([self.actors[name].describe.remote() for name in names])
+        try:
+            described = ray.get([self.actors[name].describe.remote() for name in names])
+        except ray.exceptions.RayError as err:  # the actor's constructor: ComfyUI did not start (its log's tail is in err)
+            raise FarmError(f"a worker's ComfyUI did not start; its log:\n{str(err)[-3000:]}\nCheck the workers' "
+                            "ComfyUI folder, Python and models folder (--models), then run again.") from None
         self.workers = dict(zip(names, described))
         self.stats.workers_ready_s = time.perf_counter() - started
         for name in names:
@@ -281,8 +285,8 @@ class _Farm:
         self.manifest.start_run({"workers": count, "shots": sum(len(v) for v in waiting.values()),
                                  "versions": _versions()})
         self.manifest.save()
-        self.start_workers(count)
         try:
+            self.start_workers(count)
             self.preflight([p.task for p in clip_tasks] + [p.task for v in waiting.values() for p in v])
             self.manifest.data["runs"][-1]["workers_detail"] = {
                 name: {k: w[k] for k in ("host", "url", "comfyui_version", "python_version", "devices")}

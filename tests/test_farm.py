@@ -427,3 +427,17 @@ def test_a_wan_shot_list_renders_through_workflow_8s_graphs(local_ray, server_ba
     texts = [node["inputs"]["text"] for node in graph.values() if node["class_type"] == "ReCaptureTestWanText"]
     assert "a box in front of a wall" in texts
     assert (job.output / "box" / "orbit" / "reshot.mp4").read_bytes()[4:8] == b"ftyp"
+
+
+def test_a_worker_whose_comfyui_cannot_start_stops_the_job_with_a_clear_error(local_ray, shot_list, server_base_dir,
+                                                                               tmp_path):
+    from dataclasses import replace
+
+    from recapture_farm import FarmError, run
+
+    spec = replace(worker_spec(tmp_path, server_base_dir / "models"), comfy_dir=str(tmp_path / "no-comfyui"))
+    job = job_in(shot_list, tmp_path / "out")
+    with pytest.raises(FarmError, match="ComfyUI did not start") as caught:
+        run(job, workers=1, worker_spec=spec, prepare_graph=tiny, progress=False)
+    assert "no-comfyui" in str(caught.value)
+    assert ray.is_initialized()  # the test's own Ray is left as it was
