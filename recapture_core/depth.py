@@ -122,8 +122,86 @@ def dequantise(grey: torch.Tensor, step: float, sigma: float = DEQUANTISE_SIGMA)
     stand for (a plain blur would flatten ramps beside borders and edges). It does not reach across
     an edge (a jump between neighbours above ``DEQUANTISE_EDGE`` of the map's range, or three codes),
     so the surfaces beside a silhouette keep their shape; and as the true value lies within half a
-    code of the stored one, the result is clamped to that cell.
+    code of the stored one, the result is clamped to that cell. The last samples of a rim, where the
+    line fit is biased by the rim's curvature, are refitted with a rim's shape (:func:`_refit_rims`).
     """
+    out = _edge_stopped_line_fit(grey, step, sigma)
+    for index in range(grey.shape[0]):
+        _refit_rims(grey[index], out[index], step)
+    return torch.minimum(torch.maximum(out, grey - step / 2), grey + step / 2).clamp(0.0, 1.0)
+
+
+#: Samples of a surface's run towards an edge that a rim is refitted over, and the last of them it sets.
+RIM_SAMPLES = 12
+RIM_SET = 3
+#: Where the limb may lie beyond the edge pixel (pixels) in the rim model, tried on this grid.
+RIM_LIMB_OFFSETS = torch.linspace(0.0, 1.0, 21, dtype=torch.float64)
+#: ... only where the jump across the edge is at least this many times the surface's last step (codes).
+RIM_JUMP = 4.0
+#: A rim whose last step exceeds this many codes is pinned by the codes themselves (16 bits): no refit.
+RIM_MAX_STEP_CODES = 4.0
+
+
+def _refit_rims(grey: torch.Tensor, out: torch.Tensor, step: float) -> None:
+    """Refit, in place in ``out [h, w]``, the last RIM_SET samples of a rim in quantised codes ``grey [h, w]``.
+
+    Where a curved surface turns away towards a depth edge (a ball's rim, a cylinder's side) its steps grow
+    like the square root of the distance to its limb, and the line fit's one-sided window (it stops at the
+    edge) lays a line across that curve: the last samples come out 0.2-0.3 codes too deep, the edge pixel
+    0.1 too shallow, and a limb fitted through them (recapture_core.warp) lands up to half a pixel off, as
+    far as halfway. Along each row and column, a run of RIM_SAMPLES codes of one surface ending at an edge
+    is fitted (least squares) by ``a + b k + c sqrt(k + t)`` (k: pixels inwards from the edge pixel, t: the
+    limb's distance beyond it, best of RIM_LIMB_OFFSETS), the shape of a rim near its limb; where that fit
+    steepens towards the edge (a rim, not a face), its last RIM_SET samples replace the line fit's (the
+    mean of the row's and the column's where both refit a pixel). Measured on balls and cylinders saved in
+    8 bits: the two samples inside the edge pixel drop from 0.2-0.3 codes rms to 0.1 (the edge pixel stays
+    near 0.3: it is where the model extrapolates). Depth in 16 bits steps by hundreds of codes at a rim
+    and the code's cell already pins it (RIM_MAX_STEP_CODES).
+    """
+    edge = max(DEQUANTISE_EDGE, 3 * step)
+    k = torch.arange(RIM_SAMPLES, dtype=torch.float64)
+    designs = torch.stack([torch.stack([torch.ones_like(k), k, (k + t).sqrt()], 1) for t in RIM_LIMB_OFFSETS])  # [T, M, 3]
+    projections = designs @ torch.linalg.pinv(designs)  # [T, M, M]: codes -> the model's least-squares fit
+    total = torch.zeros(grey.shape, dtype=torch.float64, device=grey.device)
+    count = torch.zeros_like(total)
+    for transpose in (False, True):  # along rows, then along columns
+        g = grey.T if transpose else grey
+        n = g.shape[1]
+        if n < RIM_SAMPLES:
+            continue
+        lines, lower = torch.nonzero((g[:, 1:] - g[:, :-1]).abs() > edge).unbind(1)
+        for pixel, inwards in ((lower, -1), (lower + 1, 1)):  # the edge pixel before the edge, then after it
+            taps = pixel[:, None] + inwards * torch.arange(RIM_SAMPLES, device=grey.device)
+            inside = (taps >= 0).all(1) & (taps < n).all(1)
+            rows, taps = lines[inside], taps[inside]
+            if rows.numel() == 0:
+                continue
+            codes = g[rows[:, None], taps].double()  # [N, M]
+            jump = g[rows, taps[:, 0] - inwards].double() - codes[:, 0]  # across the edge, outwards
+            last_code_step = codes[:, 0] - codes[:, 1]
+            # One surface up to the edge, and a silhouette beyond it: the jump goes on the way the surface
+            # turns and dwarfs its last step (a steep ramp, as of disparity near the camera, crosses the
+            # edge threshold step by step, steps alike).
+            one_surface = ((codes.diff(dim=1).abs() <= edge).all(1) & (last_code_step.abs() <= RIM_MAX_STEP_CODES * step)
+                           & (jump * last_code_step >= 0) & (jump.abs() >= RIM_JUMP * last_code_step.abs().clamp(min=step)))
+            rows, taps, codes = rows[one_surface], taps[one_surface], codes[one_surface]
+            if rows.numel() == 0:
+                continue
+            fits = torch.einsum("tmj,nj->ntm", projections, codes)  # [N, T, M]
+            best = (fits - codes[:, None]).square().sum(-1).argmin(1)
+            fit = fits[torch.arange(rows.shape[0], device=grey.device), best]  # [N, M]
+            last, before = fit[:, 0] - fit[:, 1], fit[:, 1] - fit[:, 2]
+            rim = (last * before > 0) & (last.abs() > before.abs())
+            rows, taps, fit = rows[rim, None].expand(-1, RIM_SET), taps[rim, :RIM_SET], fit[rim, :RIM_SET]
+            where = (taps, rows) if transpose else (rows, taps)
+            total.index_put_(where, fit, accumulate=True)
+            count.index_put_(where, torch.ones_like(fit), accumulate=True)
+    refit = count > 0
+    out[refit] = (total[refit] / count[refit]).to(out.dtype)
+
+
+def _edge_stopped_line_fit(grey: torch.Tensor, step: float, sigma: float) -> torch.Tensor:
+    """:func:`dequantise`'s local line fit (rows, then columns) of ``grey [F, h, w]``, not clamped."""
     radius = max(1, math.ceil(3 * sigma))
     edge = max(DEQUANTISE_EDGE, 3 * step)
     out = torch.empty_like(grey)
@@ -155,7 +233,7 @@ def dequantise(grey: torch.Tensor, step: float, sigma: float = DEQUANTISE_SIGMA)
             line = (s2 * t0 - s1 * t1) / spread.clamp(min=1e-12)
             value = torch.where(spread > 1e-9 * s0 * s2.clamp(min=1.0), line, t0 / s0)
         out[index] = value
-    return torch.minimum(torch.maximum(out, grey - step / 2), grey + step / 2).clamp(0.0, 1.0)
+    return out
 
 
 def depth_from_image(image: torch.Tensor, reading: str, near: float = 0.5, far: float = 20.0,

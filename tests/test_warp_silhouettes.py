@@ -148,18 +148,29 @@ def test_holes_follow_curved_silhouettes(scene, move, precision):
 
 
 #: IoU of the hole mask on depth saved in 8 bits (an open item of issue 28), measured with the parabola limbs
-#: and axis-aligned footprint ends / with the circle limbs and slanted ends. Dequantising (recapture_core.depth)
-#: leaves the last samples before a rim up to 0.3 codes off (its local line fit smooths across the rim's
-#: growing steps, clamped to the code's cell), and a rim's last steps are 0.5-1 code there: limbs fitted to
-#: them land 0.1-0.5 px off, no better than halfway.
-EIGHT_BIT = {("balls", "dolly"): (0.897, 0.901), ("balls", "orbit"): (0.983, 0.984), ("balls", "truck"): (0.974, 0.975),
-             ("close", "dolly"): (0.888, 0.888), ("close", "orbit"): (0.973, 0.973), ("close", "truck"): (0.980, 0.979)}
+#: and axis-aligned footprint ends / with the circle limbs and slanted ends / with rims refitted when
+#: dequantising. Dequantising's local line fit smooths across a rim's growing steps (the last samples before
+#: it 0.2-0.3 codes too deep) and a rim's last steps are 0.5-1 code there: limbs fitted to them land 0.1-0.5 px
+#: off, no better than halfway. Refitting the rim (recapture_core.depth._refit_rims) brings the two samples
+#: inside the edge pixel to 0.1 codes rms, but the edge pixel's own stays near 0.3 (the model extrapolates
+#: there) and the limb fit is most sensitive to it. With exact depth on the last three samples before each
+#: rim, the rest of the map dequantised, every case reaches its float IoU: what is left is those samples.
+EIGHT_BIT = {("balls", "dolly"): (0.897, 0.901, 0.908), ("balls", "orbit"): (0.983, 0.984, 0.984),
+             ("balls", "truck"): (0.974, 0.975, 0.979), ("close", "dolly"): (0.888, 0.888, 0.893),
+             ("close", "orbit"): (0.973, 0.973, 0.987), ("close", "truck"): (0.980, 0.979, 0.98003)}
 
 
-@pytest.mark.parametrize("scene, move", [
-    case if EIGHT_BIT[case][1] >= 0.98 else pytest.param(*case, marks=pytest.mark.xfail(
-        reason="open item of issue 28: limbs from depth saved in 8 bits", strict=True))
-    for case in EIGHT_BIT])
+def _eight_bit_case(case):
+    """A case that met the goal with room to spare is a test; one at the goal by a pixel or two may go either
+    way with another CPU's rounding (not strict); the rest are expected to fail until the open item closes."""
+    measured = EIGHT_BIT[case][-1]
+    if measured >= 0.982:
+        return case
+    return pytest.param(*case, marks=pytest.mark.xfail(
+        reason="open item of issue 28: limbs from depth saved in 8 bits", strict=measured < 0.98))
+
+
+@pytest.mark.parametrize("scene, move", [_eight_bit_case(case) for case in EIGHT_BIT])
 def test_holes_follow_curved_silhouettes_in_8_bit_depth(scene, move):
     preset, amount = MOVES[move]
     trajectory = preset_trajectory(preset, amount, 2, subject_distance=SUBJECT_DISTANCE.get((scene, move), 3.0))
