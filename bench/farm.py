@@ -33,7 +33,7 @@ def render(workers: int, shot_list: Path, models: Path, scratch: Path) -> dict:
     import ray
 
     from recapture_farm import load_job, run
-    from test_farm import SERVER_ENV, tiny, worker_spec
+    from test_farm import SERVER_ENV, on_tiny_models, worker_spec
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
              runtime_env={"env_vars": {"PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'scripts'}"}})
@@ -42,7 +42,7 @@ def render(workers: int, shot_list: Path, models: Path, scratch: Path) -> dict:
         spec = worker_spec(scratch, models)
         assert spec.env == SERVER_ENV
         started = time.perf_counter()
-        manifest = run(job, workers=workers, worker_spec=spec, prepare_graph=tiny, progress=False)
+        manifest = run(job, workers=workers, worker_spec=spec, prepare_graph=on_tiny_models, progress=False)
         wall = time.perf_counter() - started
     finally:
         ray.shutdown()
