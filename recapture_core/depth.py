@@ -125,9 +125,11 @@ def dequantise(grey: torch.Tensor, step: float, sigma: float = DEQUANTISE_SIGMA)
     code of the stored one, the result is clamped to that cell. The last samples of a rim, where the
     line fit is biased by the rim's curvature, are refitted with a rim's shape (:func:`_refit_rims`).
     """
-    out = _edge_stopped_line_fit(grey, step, sigma)
+    edge = max(DEQUANTISE_EDGE, 3 * step)
+    out = _edge_stopped_line_fit(grey, edge, sigma)
+    projections = _rim_projections(grey.device)
     for index in range(grey.shape[0]):
-        _refit_rims(grey[index], out[index], step)
+        _refit_rims(grey[index], out[index], step, edge, projections)
     return torch.minimum(torch.maximum(out, grey - step / 2), grey + step / 2).clamp(0.0, 1.0)
 
 
@@ -142,8 +144,18 @@ RIM_JUMP = 4.0
 RIM_MAX_STEP_CODES = 4.0
 
 
-def _refit_rims(grey: torch.Tensor, out: torch.Tensor, step: float) -> None:
-    """Refit, in place in ``out [h, w]``, the last RIM_SET samples of a rim in quantised codes ``grey [h, w]``.
+def _rim_projections(device: torch.device) -> torch.Tensor:
+    """``[T, M, M]``: codes of a run of RIM_SAMPLES -> their least-squares fit by :func:`_refit_rims`'s rim model,
+    one matrix per limb offset of RIM_LIMB_OFFSETS."""
+    k = torch.arange(RIM_SAMPLES, dtype=torch.float64, device=device)
+    designs = torch.stack([torch.stack([torch.ones_like(k), k, (k + t).sqrt()], 1)
+                           for t in RIM_LIMB_OFFSETS.tolist()])  # [T, M, 3]
+    return designs @ torch.linalg.pinv(designs)
+
+
+def _refit_rims(grey: torch.Tensor, out: torch.Tensor, step: float, edge: float, projections: torch.Tensor) -> None:
+    """Refit, in place in ``out [h, w]``, the last RIM_SET samples of a rim in quantised codes ``grey [h, w]``
+    (``edge``: the jump between neighbours taken as an edge; ``projections``: :func:`_rim_projections`).
 
     Where a curved surface turns away towards a depth edge (a ball's rim, a cylinder's side) its steps grow
     like the square root of the distance to its limb, and the line fit's one-sided window (it stops at the
@@ -158,10 +170,6 @@ def _refit_rims(grey: torch.Tensor, out: torch.Tensor, step: float) -> None:
     near 0.3: it is where the model extrapolates). Depth in 16 bits steps by hundreds of codes at a rim
     and the code's cell already pins it (RIM_MAX_STEP_CODES).
     """
-    edge = max(DEQUANTISE_EDGE, 3 * step)
-    k = torch.arange(RIM_SAMPLES, dtype=torch.float64)
-    designs = torch.stack([torch.stack([torch.ones_like(k), k, (k + t).sqrt()], 1) for t in RIM_LIMB_OFFSETS])  # [T, M, 3]
-    projections = designs @ torch.linalg.pinv(designs)  # [T, M, M]: codes -> the model's least-squares fit
     total = torch.zeros(grey.shape, dtype=torch.float64, device=grey.device)
     count = torch.zeros_like(total)
     for transpose in (False, True):  # along rows, then along columns
@@ -200,10 +208,10 @@ def _refit_rims(grey: torch.Tensor, out: torch.Tensor, step: float) -> None:
     out[refit] = (total[refit] / count[refit]).to(out.dtype)
 
 
-def _edge_stopped_line_fit(grey: torch.Tensor, step: float, sigma: float) -> torch.Tensor:
-    """:func:`dequantise`'s local line fit (rows, then columns) of ``grey [F, h, w]``, not clamped."""
+def _edge_stopped_line_fit(grey: torch.Tensor, edge: float, sigma: float) -> torch.Tensor:
+    """:func:`dequantise`'s local line fit (rows, then columns) of ``grey [F, h, w]``, not clamped; it stops at
+    jumps between neighbours above ``edge``."""
     radius = max(1, math.ceil(3 * sigma))
-    edge = max(DEQUANTISE_EDGE, 3 * step)
     out = torch.empty_like(grey)
     for index in range(grey.shape[0]):  # one frame at a time: a handful of [h, w] buffers
         value = grey[index]

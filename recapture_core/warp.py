@@ -410,8 +410,8 @@ def _smooth_limbs(crossing: torch.Tensor, limb_depth: torch.Tensor, tangent: tor
     count = torch.zeros(k, dtype=torch.float64, device=device).index_add_(0, query, torch.ones_like(along))
     normal_matrix = torch.stack([moments[i:i + 3] for i in range(3)]).permute(2, 0, 1)  # [k, 3, 3]
     normal_matrix = normal_matrix + 1e-9 * torch.eye(3, dtype=torch.float64, device=device)
-    targets = torch.stack([torch.zeros(3, k, dtype=torch.float64, device=device).index_add_(
-        1, query, torch.stack([weight * value * along ** power for power in range(3)])) for value in (across, rise)])
+    targets = torch.stack([torch.zeros(3, k, dtype=torch.float64, device=device).index_add_(1, query, powers[:3] * value)
+                           for value in (across, rise)])
     coefficients = torch.linalg.solve(normal_matrix, targets.permute(2, 1, 0))  # [k, 3, 2]: across, rise
     (c0, c1, c2), (r0, r1, r2) = coefficients[..., 0].unbind(1), coefficients[..., 1].unbind(1)
     # Along the axis by m the crossing is at (m e.t, m e.n) in the tangent's frame: on the parabola where
